@@ -1,0 +1,55 @@
+"""The command line: train writes a checkpoint and metrics.json, evaluate prints JSON."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vaekit import checkpoint
+
+
+def vaekit(*args, check=True):
+    return subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, timeout=600,
+                          check=check)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    vaekit("train", "--dataset", "mnist", "--model", "mlp", "--latent", "8", "--beta", "1", "--epochs", "2",
+           "--seed", "0", "--out", str(out), "--quiet")
+    return out
+
+
+def test_train_writes_a_checkpoint_and_per_epoch_metrics(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["dataset"] == "mnist"
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2]
+    for entry in metrics["history"]:
+        assert {"images_per_s", "train_neg_elbo", "test_neg_elbo", "test_rate", "test_distortion"} <= set(entry)
+    assert metrics["history"][1]["test_neg_elbo"] < metrics["history"][0]["test_neg_elbo"]
+    restored = checkpoint.restore(run_dir / "checkpoint")
+    assert restored.model_config.latent_dim == 8
+    assert restored.history == metrics["history"]
+
+
+def test_evaluate_prints_test_elbo_and_iwae_nll(run_dir):
+    result = json.loads(vaekit("evaluate", str(run_dir), "--iwae-k", "50").stdout)
+    assert result["test_images"] == 2000
+    assert result["iwae_k"] == 50
+    assert result["iwae_nll"] < result["test_neg_elbo"]
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert result["test_neg_elbo"] == pytest.approx(history[-1]["test_neg_elbo"], rel=0.01)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--latent", "0", "--out", "x"], "latent_dim must be a positive integer; got 0"),
+    (["train", "--beta", "-1", "--out", "x"], "beta must be a finite number >= 0; got -1.0"),
+    (["train", "--dataset", "cifar", "--out", "x"], "argument --dataset: invalid choice: 'cifar'"),
+    (["evaluate", "/nonexistent/run"], "not a vaekit checkpoint"),
+])
+def test_bad_arguments_exit_with_a_clear_message(args, message):
+    result = vaekit(*args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr

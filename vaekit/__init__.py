@@ -1,0 +1,33 @@
+"""vaekit: Variational Autoencoders for computer vision, from the ELBO to segmentation, in Flax NNX.
+
+Learners use ``import vaekit as vk``; the names below are the public surface.
+"""
+
+from vaekit import checkpoint as checkpoint
+from vaekit import datasets as datasets
+from vaekit import elbo as elbo
+from vaekit import models as models
+from vaekit import nn as nn
+from vaekit import train as train
+from vaekit.checkpoint import CheckpointError as CheckpointError
+from vaekit.datasets import Dataset as Dataset
+from vaekit.datasets import DatasetError as DatasetError
+from vaekit.datasets import load as load
+from vaekit.elbo import ElboTerms as ElboTerms
+from vaekit.elbo import bernoulli_log_likelihood as bernoulli_log_likelihood
+from vaekit.elbo import elbo_terms as elbo_terms
+from vaekit.elbo import gaussian_kl as gaussian_kl
+from vaekit.elbo import gaussian_log_likelihood as gaussian_log_likelihood
+from vaekit.elbo import iwae_bound as iwae_bound
+from vaekit.elbo import reparameterize as reparameterize
+from vaekit.models import ConfigError as ConfigError
+from vaekit.models import VAE as VAE
+from vaekit.models import VAEConfig as VAEConfig
+from vaekit.models import count_parameters as count_parameters
+from vaekit.models import make_vae as make_vae
+from vaekit.train import TrainConfig as TrainConfig
+from vaekit.train import TrainingDivergedError as TrainingDivergedError
+from vaekit.train import evaluate as evaluate
+from vaekit.train import fit as fit
+
+__version__ = "0.1.0"
