@@ -9,6 +9,7 @@ from vaekit import elbo as elbo
 from vaekit import models as models
 from vaekit import nn as nn
 from vaekit import train as train
+from vaekit import zoo as zoo
 from vaekit.checkpoint import CheckpointError as CheckpointError
 from vaekit.datasets import Dataset as Dataset
 from vaekit.datasets import DatasetError as DatasetError
@@ -31,3 +32,12 @@ from vaekit.train import evaluate as evaluate
 from vaekit.train import fit as fit
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ipywidgets and matplotlib cost ~0.5 s to import: `vaekit.widgets` loads on first use.
+    if name == "widgets":
+        import vaekit.widgets
+
+        return vaekit.widgets
+    raise AttributeError(f"module 'vaekit' has no attribute {name!r}")

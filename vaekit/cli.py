@@ -1,6 +1,7 @@
-"""Command line: ``python -m vaekit train | evaluate``.
+"""Command line: ``python -m vaekit train | evaluate | zoo``.
 
-``train`` writes ``OUT/checkpoint`` and ``OUT/metrics.json``; ``evaluate`` prints JSON.
+``train`` writes ``OUT/checkpoint`` and ``OUT/metrics.json``; ``evaluate`` prints JSON;
+``zoo`` trains the grid of models the dashboards use (skipping those already trained).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 import jax
 
-from vaekit import checkpoint, datasets, models, train
+from vaekit import checkpoint, datasets, models, train, zoo
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -69,6 +70,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo(args: argparse.Namespace) -> int:
+    family = zoo.Zoo(args.out, dataset=args.dataset, max_in_memory=1)
+    points = list(zoo.grid(args.betas, args.latent_dims))
+    trained, cached, seconds = 0, 0, 0.0
+    for i, (beta, latent_dim) in enumerate(points, 1):
+        where = f"[{i}/{len(points)}] beta={beta:g} latent_dim={latent_dim}"
+        record = family.record(beta=beta, latent_dim=latent_dim)
+        if record is not None:
+            cached += 1
+            print(f"{where}: in the zoo ({record.path})", flush=True)
+            continue
+        if args.list:
+            print(f"{where}: not trained", flush=True)
+            continue
+        record = family.load(beta=beta, latent_dim=latent_dim, progress=not args.quiet).record
+        trained += 1
+        seconds += record.train_seconds
+        print(f"{where}: trained in {record.train_seconds:.1f} s; test rate {record.rate:.2f}, "
+              f"distortion {record.distortion:.2f}, -ELBO {record.neg_elbo:.2f} nats", flush=True)
+    print(json.dumps({"zoo": str(family.root / args.dataset), "points": len(points), "trained": trained,
+                      "already_trained": cached, "train_seconds": round(seconds, 1)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vaekit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iwae-k", type=int, default=1000, help="importance samples (0 skips the IWAE estimate)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(handler=_evaluate)
+
+    z = commands.add_parser("zoo", help="train the grid of models the dashboards use (beta x latent dimension)")
+    z.add_argument("--dataset", choices=datasets.DATASETS, default=zoo.CHAPTER_DATASET)
+    z.add_argument("--out", default=None, help=f"zoo folder (default: ${zoo.ROOT_ENV} or {zoo.DEFAULT_ROOT})")
+    z.add_argument("--betas", type=float, nargs="+", default=list(zoo.CHAPTER_BETAS), metavar="BETA",
+                   help="the betas to train (default: the chapters' %(default)s)")
+    z.add_argument("--latent-dims", type=int, nargs="+", default=list(zoo.CHAPTER_LATENT_DIMS), metavar="DIM",
+                   help="the latent dimensions to train (default: the chapters' %(default)s)")
+    z.add_argument("--list", action="store_true", help="only say which points are trained")
+    z.add_argument("--quiet", action="store_true", help="no progress bar")
+    z.set_defaults(handler=_zoo)
     return parser
 
 
