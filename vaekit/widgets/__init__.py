@@ -1,9 +1,11 @@
 """Slider dashboards: one class per dashboard, each built in one line and displayed as it is.
 
->>> import vaekit as vk                                                        # doctest: +SKIP
->>> vk.widgets.BetaLatentExplorer(beta=1.0, latent_dim=8)                      # doctest: +SKIP
->>> entry = vk.zoo.Zoo().load(beta=1.0, latent_dim=2)                          # doctest: +SKIP
->>> vk.widgets.LatentMap(entry)                                                # doctest: +SKIP
+In a notebook (``notebooks/dashboards.ipynb`` runs each of them)::
+
+    import vaekit as vk
+    vk.widgets.BetaLatentExplorer(beta=1.0, latent_dim=8)
+    entry = vk.zoo.Zoo().load(beta=1.0, latent_dim=2)
+    vk.widgets.LatentMap(entry)
 
 Every move decodes with one compiled call and writes new PNG bytes into the dashboard's
 existing image widgets; errors inside a callback are shown in the dashboard. A notebook

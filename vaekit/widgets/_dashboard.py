@@ -29,7 +29,7 @@ class Dashboard:
     widget: widgets.Box
 
     def __init__(self):
-        self.error = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.error = widgets.HTML()  # no width="100%": with its margins it overflowed the page in Voila
         self._style = widgets.HTML(_render.PIXELATED_STYLE, layout=widgets.Layout(display="none"))
         self._holding = False
 

@@ -81,8 +81,9 @@ class BetaLatentExplorer(Dashboard):
       points: the zoo's trained points drawn on the plane.
       reconstructions, samples: image views; ``plane``: the plot and its marker overlay.
 
-    Example:
-      >>> vk.widgets.BetaLatentExplorer(beta=1.0, latent_dim=8)  # doctest: +SKIP
+    Example (in a notebook; trains the point first if the zoo lacks it)::
+
+      vk.widgets.BetaLatentExplorer(beta=1.0, latent_dim=8)
     """
 
     def __init__(
