@@ -105,13 +105,26 @@ def _flat_size(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
+def dense(in_features: int, out_features: int, *, rngs: nnx.Rngs) -> nnx.Linear:
+    r"""A dense layer whose kernel and bias start uniform in :math:`\pm 1/\sqrt{\text{in\_features}}`.
+
+    This is PyTorch's default for ``nn.Linear`` (Kaiming-uniform with :math:`a = \sqrt 5`).
+    Against flax's default (LeCun-normal kernel, zero bias) it trained the 784-400-20 VAE
+    to a test -ELBO 0.5 nats lower after 10 epochs on Fashion-MNIST, on each of three seeds
+    (``benchmarks/quality.py``): the random biases start the ReLU units at different offsets.
+    """
+    bound = 1.0 / math.sqrt(in_features)
+    uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+    return nnx.Linear(in_features, out_features, kernel_init=uniform, bias_init=uniform, rngs=rngs)
+
+
 class MLPEncoder(nnx.Module):
     """Flattened image → hidden ReLU layers → mean and log-variance (one dense head)."""
 
     def __init__(self, image_shape: tuple[int, int, int], hidden_dims: tuple[int, ...], latent_dim: int, *, rngs: nnx.Rngs):
         sizes = (_flat_size(image_shape), *hidden_dims)
-        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-        self.head = nnx.Linear(sizes[-1], 2 * latent_dim, rngs=rngs)
+        self.hidden = nnx.List([dense(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.head = dense(sizes[-1], 2 * latent_dim, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = x.reshape(x.shape[0], -1)
@@ -127,7 +140,7 @@ class MLPDecoder(nnx.Module):
     def __init__(self, image_shape: tuple[int, int, int], hidden_dims: tuple[int, ...], latent_dim: int, *, rngs: nnx.Rngs):
         self.image_shape = image_shape
         sizes = (latent_dim, *reversed(hidden_dims), _flat_size(image_shape))
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.layers = nnx.List([dense(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
 
     def __call__(self, z: jax.Array) -> jax.Array:
         h = z
@@ -144,7 +157,7 @@ class ConvEncoder(nnx.Module):
         self.convs = nnx.List([nn.Conv(a, b, 4, 2, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         scale = 2 ** len(channels)
         flat = image_shape[0] // scale * image_shape[1] // scale * channels[-1]
-        self.head = nnx.Linear(flat, 2 * latent_dim, rngs=rngs)
+        self.head = dense(flat, 2 * latent_dim, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = x
@@ -168,7 +181,7 @@ class ConvDecoder(nnx.Module):
     ):
         scale = 2 ** len(channels)
         self.start_shape = (image_shape[0] // scale, image_shape[1] // scale, channels[-1])
-        self.dense = nnx.Linear(latent_dim, _flat_size(self.start_shape), rngs=rngs)
+        self.dense = dense(latent_dim, _flat_size(self.start_shape), rngs=rngs)
         sizes = (*reversed(channels), image_shape[-1])
         self.ups = nnx.List([nn.make_upsample(upsampling, a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
 

@@ -168,6 +168,28 @@ def _beta_at(config: TrainConfig, step: jax.Array, steps_per_epoch: int) -> jax.
     return config.beta * jnp.minimum(ramp, 1.0)
 
 
+def _step_keys(key: jax.Array, steps: int) -> jax.Array:
+    """``(steps, 2)`` keys: each step's binarization and loss keys, split in one call per epoch.
+
+    On the CPU a key split runs as a rolled loop of small kernels (tens of microseconds);
+    one split for the whole epoch costs that once instead of once per step.
+    """
+    return jax.random.split(key, (steps, 2))
+
+
+# XLA:CPU (jaxlib 0.10) hands matmuls and reductions to the YNNPACK library by default. The
+# ELBO's per-image sum over 784 pixels then took ~0.6 ms of a ~3.9 ms step of the MLP VAE
+# (jax.profiler, 2-core CPU), against under 0.1 ms for XLA's own fused loop; without library
+# reductions the MLP trains ~10-20% faster, the conv VAE's step loop ~35% and IWAE scoring
+# ~20% (benchmarks/train_throughput.py). So compiled training and scoring keep YNNPACK for
+# matmuls only. The option is scoped to these compilations, not set process-wide.
+_CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def _compiler_options(device: jax.Device) -> dict[str, str] | None:
+    return _CPU_COMPILER_OPTIONS if device.platform == "cpu" else None
+
+
 class _Compiled(NamedTuple):
     epoch: Callable  # scan loop: whole epoch
     step: Callable  # step loop: one batch
@@ -190,14 +212,16 @@ def _compile_functions(graphdef, optimizer, objective: Objective, config: TrainC
             batch = (x, *batch[1:])
         return batch
 
-    def update(params, opt_state, arrays, indices, key, step):
-        binarize_key, loss_key = jax.random.split(key)
+    def update(params, opt_state, arrays, indices, keys, step):
+        binarize_key, loss_key = keys[0], keys[1]
         beta = _beta_at(config, step, steps_per_epoch)
         batch = gather(arrays, indices, binarize_key)
         grads, (losses, metrics) = jax.grad(loss_fn, has_aux=True)(params, batch, loss_key, beta)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        means = {name: jnp.mean(value) for name, value in metrics.items()}
+        # The barrier makes the means reuse the per-example values: without it XLA sums each
+        # metric again from the pixels, a second pass over the batch.
+        means = {name: jnp.mean(value) for name, value in jax.lax.optimization_barrier(metrics).items()}
         return params, opt_state, jnp.mean(losses), means
 
     def epoch(params, opt_state, arrays, key, first_step):
@@ -205,12 +229,12 @@ def _compile_functions(graphdef, optimizer, objective: Objective, config: TrainC
         n = arrays[0].shape[0]
         order = jax.random.permutation(shuffle_key, n)[: steps_per_epoch * config.batch_size]
         order = order.reshape(steps_per_epoch, config.batch_size)
-        keys = jax.random.split(steps_key, steps_per_epoch)
+        keys = _step_keys(steps_key, steps_per_epoch)
 
         def body(carry, inputs):
             params, opt_state = carry
-            indices, step_key, offset = inputs
-            params, opt_state, loss, means = update(params, opt_state, arrays, indices, step_key, first_step + offset)
+            indices, step_keys, offset = inputs
+            params, opt_state, loss, means = update(params, opt_state, arrays, indices, step_keys, first_step + offset)
             return (params, opt_state), (loss, means)
 
         (params, opt_state), (losses, means) = jax.lax.scan(
@@ -356,15 +380,22 @@ def fit(
     fns = _compile_functions(graphdef, optimizer, objective, config, mesh,
                              steps_per_epoch=steps_per_epoch, binarize_dynamically=dynamic)
 
-    root = jax.random.key(config.seed)
+    # "rbg" keys draw their bits with XLA's RngBitGenerator, one fused kernel; the default
+    # threefry draws the reparameterization noise of every step with a rolled loop of small
+    # kernels on the CPU (~0.08 ms of a ~3 ms MLP step). Results stay deterministic and the
+    # same on one device and on four (tests/test_train.py).
+    root = jax.random.key(config.seed, impl="rbg")
     key_of = lambda purpose, epoch: jax.random.fold_in(jax.random.fold_in(root, purpose), epoch)
+    options = _compiler_options(mesh.devices.flat[0])
     start = time.perf_counter()
     if loop == "scan":
-        run_epoch = fns.epoch.lower(params, opt_state, train_device, key_of(0, 0), jnp.int32(0)).compile()
+        run_epoch = fns.epoch.lower(params, opt_state, train_device, key_of(0, 0), jnp.int32(0)).compile(options)
     else:
         run_step = fns.step.lower(params, opt_state, train_device, jnp.zeros(config.batch_size, jnp.int32),
-                                  key_of(0, 0), jnp.int32(0)).compile()
-    run_eval = fns.evaluate.lower(params, test_device, key_of(1, 0)).compile() if test_device is not None else None
+                                  _step_keys(key_of(0, 0), 1)[0], jnp.int32(0)).compile(options)
+    run_eval = None
+    if test_device is not None:
+        run_eval = fns.evaluate.lower(params, test_device, key_of(1, 0)).compile(options)
     compile_seconds = time.perf_counter() - start
 
     tracker = _Progress(progress, total=config.epochs * steps_per_epoch)
@@ -419,7 +450,7 @@ def _run_steps(run_step, params, opt_state, arrays, key, first_step, *, n, batch
     """One epoch of compiled steps; syncs every few steps so the progress bar tells the truth."""
     shuffle_key, steps_key = jax.random.split(key)
     order = jax.random.permutation(shuffle_key, n)[: steps * batch_size].reshape(steps, batch_size)
-    keys = jax.random.split(steps_key, steps)
+    keys = _step_keys(steps_key, steps)
     losses, metrics = [], []
     sync_every, reported = 20, 0
     for s in range(steps):
@@ -462,7 +493,6 @@ def evaluate(
         raise ValueError(f"iwae_samples must be >= 0; got {iwae_samples}")
     graphdef, params = nnx.split(model)
 
-    @jax.jit
     def score(params, x, key):
         m = nnx.merge(graphdef, params)
         elbo_key, iwae_key = jax.random.split(key)
@@ -474,12 +504,16 @@ def evaluate(
 
     n = images.shape[0]
     totals: dict[str, float] = {}
+    compiled = None
     for i, start in enumerate(range(0, n, batch_size)):
         x = images[start : start + batch_size]
         if x.shape[0] < batch_size:  # pad so that one compiled shape serves every batch
             x = np.concatenate([x, np.zeros((batch_size - x.shape[0], *x.shape[1:]), x.dtype)])
         real = min(batch_size, n - start)
-        out = score(params, x, jax.random.fold_in(key, i))
+        batch_key = jax.random.fold_in(key, i)
+        if compiled is None:
+            compiled = jax.jit(score).lower(params, x, batch_key).compile(_compiler_options(jax.devices()[0]))
+        out = compiled(params, x, batch_key)
         for name, value in out.items():
             totals[name] = totals.get(name, 0.0) + float(jnp.sum(value[:real]))
     return {name: total / n for name, total in totals.items()}

@@ -1,0 +1,77 @@
+"""The PyTorch reference: the same 784-400-20 MLP VAE, written the idiomatic PyTorch way.
+
+Shared by ``train_throughput.py`` and ``quality.py`` (the ``bench`` extra installs torch).
+Linear layers with PyTorch's default initialisation, binary cross-entropy with logits summed
+over pixels, the closed-form Gaussian KL, one reparameterized sample, Adam, and batches cut
+from a pre-loaded tensor by a fresh random permutation every epoch (the last partial batch
+dropped, as ``vaekit.fit`` does). ``torch.set_num_threads`` is left at its default.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class TorchVAE(nn.Module):
+    def __init__(self, pixels: int = 784, hidden: int = 400, latent: int = 20):
+        super().__init__()
+        self.encoder = nn.Linear(pixels, hidden)
+        self.head = nn.Linear(hidden, 2 * latent)
+        self.decoder_hidden = nn.Linear(latent, hidden)
+        self.decoder_out = nn.Linear(hidden, pixels)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = self.head(F.relu(self.encoder(x))).chunk(2, dim=-1)
+        return mean, log_var
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder_out(F.relu(self.decoder_hidden(z)))
+
+    def neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-example -ELBO in nats: BCE summed over pixels + KL(q(z|x) || N(0, I))."""
+        mean, log_var = self.encode(x)
+        z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+        distortion = F.binary_cross_entropy_with_logits(self.decode_logits(z), x, reduction="none").sum(-1)
+        rate = 0.5 * (mean.square() + log_var.exp() - log_var - 1).sum(-1)
+        return distortion + rate
+
+
+class TorchTrainer:
+    """Adam 1e-3 on the mean per-example -ELBO of batches of ``batch_size``."""
+
+    def __init__(self, images: np.ndarray, *, batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0):
+        torch.manual_seed(seed)
+        self.images = torch.from_numpy(np.ascontiguousarray(images.reshape(images.shape[0], -1)))
+        self.batch_size = batch_size
+        self.model = TorchVAE(pixels=self.images.shape[1])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.images.shape[0] // self.batch_size
+
+    def epoch(self) -> float:
+        """Trains one epoch; returns its images per second."""
+        self.model.train()
+        start = time.perf_counter()
+        order = torch.randperm(self.images.shape[0])
+        for step in range(self.steps_per_epoch):
+            x = self.images[order[step * self.batch_size : (step + 1) * self.batch_size]]
+            loss = self.model.neg_elbo(x).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return self.steps_per_epoch * self.batch_size / (time.perf_counter() - start)
+
+    @torch.no_grad()
+    def test_neg_elbo(self, images: np.ndarray, batch_size: int = 1000) -> float:
+        """Mean single-sample -ELBO over ``images``, in nats."""
+        self.model.eval()
+        x = torch.from_numpy(np.ascontiguousarray(images.reshape(images.shape[0], -1)))
+        total = sum(float(self.model.neg_elbo(x[i : i + batch_size]).sum()) for i in range(0, x.shape[0], batch_size))
+        return total / x.shape[0]

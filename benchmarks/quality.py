@@ -1,0 +1,72 @@
+"""Quality of the MLP VAE after training: vaekit and PyTorch on the same model and data.
+
+The 784-400-20 MLP VAE (ReLU, Bernoulli likelihood on grey levels, Adam 1e-3, batch 128)
+trains for 10 epochs on Fashion-MNIST's 60,000 training images in vaekit (``vaekit.fit``)
+and in PyTorch (``_torch_vae.py``). After every epoch both report the test-set -ELBO
+(nats per image, one posterior sample per image, the 10,000 test images); at the end
+vaekit also reports the IWAE bound with k = 1000 importance samples, a tighter estimate
+of the test negative log-likelihood.
+
+Run (from the repository root, with the ``bench`` extra installed)::
+
+    python benchmarks/quality.py [--epochs 10] [--iwae-samples 1000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import jax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _torch_vae import TorchTrainer  # noqa: E402
+
+import vaekit as vk  # noqa: E402
+
+TARGET = 244.5  # nats: test -ELBO after 10 epochs that the kit promises (README, Performance)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--iwae-samples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    train, test = vk.load("fashion-mnist", "train"), vk.load("fashion-mnist", "test")
+    config = vk.TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, seed=args.seed)
+
+    start = time.perf_counter()
+    model = vk.make_vae(vk.VAEConfig(), seed=args.seed)
+    result = vk.fit(model, train, test, config, progress=False)
+    ours = [h["test_neg_elbo"] for h in result.history]
+    vaekit_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    reference = TorchTrainer(train.images, batch_size=128, learning_rate=1e-3, seed=args.seed)
+    theirs = []
+    for _ in range(args.epochs):
+        reference.epoch()
+        theirs.append(reference.test_neg_elbo(test.images))
+    torch_seconds = time.perf_counter() - start
+
+    print("test -ELBO (nats per image, one posterior sample) after each epoch")
+    print(f"{'epoch':>5}  {'vaekit':>8}  {'pytorch':>8}")
+    for epoch, (a, b) in enumerate(zip(ours, theirs), start=1):
+        print(f"{epoch:>5}  {a:8.2f}  {b:8.2f}")
+    print(f"wall time, training + per-epoch evaluation: vaekit {vaekit_seconds:.0f} s, pytorch {torch_seconds:.0f} s")
+
+    start = time.perf_counter()
+    scores = vk.evaluate(model, test, key=jax.random.key(args.seed + 1), iwae_samples=args.iwae_samples)
+    print(f"vaekit IWAE-{args.iwae_samples} NLL: {scores['iwae_nll']:.2f} nats "
+          f"(-ELBO {scores['neg_elbo']:.2f}, rate {scores['rate']:.2f}, distortion {scores['distortion']:.2f}; "
+          f"{time.perf_counter() - start:.0f} s)")
+    verdict = "meets" if ours[-1] <= TARGET else "MISSES"
+    print(f"vaekit test -ELBO after {args.epochs} epochs: {ours[-1]:.2f} nats: {verdict} the target <= {TARGET}")
+
+
+if __name__ == "__main__":
+    main()

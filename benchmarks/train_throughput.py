@@ -1,0 +1,128 @@
+"""Training throughput of the MLP VAE: vaekit against PyTorch, interleaved in one process.
+
+The model is the 784-400-20 MLP VAE (ReLU, Bernoulli likelihood, Adam 1e-3, batch 128) on
+Fashion-MNIST (60,000 training images). vaekit trains through ``vaekit.train.fit`` (the
+whole-epoch ``lax.scan`` loop) and reports its own epoch timings; the PyTorch
+implementation is in ``_torch_vae.py``. The two alternate, round after round, so that both
+see the same machine load; the best epoch of each is compared (the least disturbed one),
+and the median is printed beside it.
+
+An epoch during which other processes took more than 5% of the CPU is marked ``*`` and
+left out of the summary (``_timing.py``).
+
+The script also measures this machine's float32 matmul peak (the best GFLOP/s of large
+jitted ``jnp.matmul`` calls) and reports the fraction of it that vaekit's training reaches.
+
+Run (from the repository root, with the ``bench`` extra installed)::
+
+    python benchmarks/train_throughput.py [--rounds 4] [--epochs-per-round 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _timing import DISTURBED, CpuShare, marked, summary  # noqa: E402
+from _torch_vae import TorchTrainer  # noqa: E402
+
+import vaekit as vk  # noqa: E402
+
+BATCH = 128
+LAYERS = ((784, 400), (400, 40), (20, 400), (400, 784))  # encoder, mean/log-variance head, decoder
+
+
+def training_flops_per_image(layers=LAYERS) -> int:
+    """Matmul FLOPs of one training step, per image.
+
+    A dense layer of shape ``(a, b)`` costs ``2ab`` FLOPs forward (one multiply-add per
+    weight); backward it costs ``2ab`` for the gradient of its weights and ``2ab`` for the
+    gradient of its input, except the first layer, whose input (the image) needs no
+    gradient. Biases, activations, the loss and Adam are not counted (they are O(a + b) or
+    O(parameters) per step, not per image). For 784-400-20::
+
+        forward   2 (784*400 + 400*40 + 20*400 + 400*784)           = 1,302,400
+        backward  2*784*400 + 4 (400*40 + 20*400 + 400*784)         = 1,977,600
+        total                                                        = 3,280,000
+    """
+    forward = sum(2 * a * b for a, b in layers)
+    backward = sum((2 if i == 0 else 4) * a * b for i, (a, b) in enumerate(layers))
+    return forward + backward
+
+
+def matmul_peak_gflops(sizes=(1024, 2048, 3072), repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of jitted square matmuls on the default JAX device."""
+    best = 0.0
+    matmul = jax.jit(jnp.matmul)
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        matmul(a, b).block_until_ready()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matmul(a, b).block_until_ready()
+            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4, help="vaekit/PyTorch alternations")
+    parser.add_argument("--epochs-per-round", type=int, default=2, help="epochs each side trains per round")
+    args = parser.parse_args(argv)
+
+    train = vk.load("fashion-mnist", "train")
+    flops = training_flops_per_image()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads (default)")
+    peak = matmul_peak_gflops()
+    print(f"float32 matmul peak (measured): {peak:.1f} GFLOP/s; training FLOPs per image: {flops:,}")
+
+    model = vk.make_vae(vk.VAEConfig())
+    config = vk.TrainConfig(epochs=args.epochs_per_round, batch_size=BATCH, learning_rate=1e-3, loop="scan")
+    reference = TorchTrainer(train.images, batch_size=BATCH, learning_rate=1e-3)
+    reference.epoch()  # warm-up, like vaekit's compilation: not counted
+
+    cpu = CpuShare()
+    ours, theirs, ours_disturbed, theirs_disturbed, compile_seconds, opt_state = [], [], [], [], [], None
+    for r in range(args.rounds):
+        snapshots = [cpu.snapshot()]
+        result = vk.fit(model, train, None, config, opt_state=opt_state, first_epoch=r * args.epochs_per_round + 1,
+                        progress=False, on_epoch_end=lambda entry: snapshots.append(cpu.snapshot()))
+        opt_state = result.opt_state
+        compile_seconds.append(result.compile_seconds)
+        ours += [h["images_per_s"] for h in result.history]
+        ours_disturbed += [cpu.others(a, b) > DISTURBED for a, b in zip(snapshots, snapshots[1:])]
+        for _ in range(args.epochs_per_round):
+            before = cpu.snapshot()
+            theirs.append(reference.epoch())
+            theirs_disturbed.append(cpu.others(before, cpu.snapshot()) > DISTURBED)
+        k = args.epochs_per_round
+        print(f"round {r + 1}/{args.rounds}: vaekit "
+              f"{' '.join(marked(v, d) for v, d in zip(ours[-k:], ours_disturbed[-k:]))}"
+              f" | pytorch {' '.join(marked(v, d) for v, d in zip(theirs[-k:], theirs_disturbed[-k:]))} images/s",
+              flush=True)
+
+    best, median, n_ours = summary(ours, ours_disturbed)
+    best_ref, median_ref, n_theirs = summary(theirs, theirs_disturbed)
+    print()
+    print(f"vaekit  images/s: best {best:,.0f}  median {median:,.0f}  ({n_ours} of {len(ours)} epochs undisturbed)")
+    print(f"pytorch images/s: best {best_ref:,.0f}  median {median_ref:,.0f}  "
+          f"({n_theirs} of {len(theirs)} epochs undisturbed)")
+    print(f"ratio vaekit/pytorch: best {best / best_ref:.2f}x  median {median / median_ref:.2f}x")
+    peak = max(peak, matmul_peak_gflops())  # measured again: the best of both, in case the first was disturbed
+    print(f"float32 matmul peak, best of two measurements: {peak:.1f} GFLOP/s")
+    print(f"vaekit compile time: {compile_seconds[0]:.2f} s (first fit), {min(compile_seconds):.2f} s (fastest)")
+    print(f"vaekit achieved {best * flops / 1e9:.1f} GFLOP/s = {100 * best * flops / 1e9 / peak:.0f}% of the "
+          f"matmul peak (median epoch: {100 * median * flops / 1e9 / peak:.0f}%)")
+
+if __name__ == "__main__":
+    main()
