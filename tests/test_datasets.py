@@ -280,3 +280,173 @@ def test_well_formed_files_in_a_data_dir_load(tmp_path):
     data = datasets.load("fashion-mnist", "test", data_dir=tmp_path)
     np.testing.assert_array_equal(data.images[..., 0], images / np.float32(255))
     np.testing.assert_array_equal(data.labels, small_labels(10_000))
+
+
+# --- segmentation scenes ------------------------------------------------------------------------
+
+# Synthetic items whose grey level tells their label: a 22 x 22 block at LEVELS[label] / 255
+# inside a ring at 25 / 255, just below ITEM_THRESHOLD (25.5 / 255), so never part of an item.
+LEVELS = np.arange(10) * 19 + 60
+RING = 25
+BLOCK = slice(3, 25)
+
+
+@functools.cache
+def scenes(num_scenes: int, split: str = "test", seed: int = 0, **kwargs) -> datasets.SegmentationScenes:
+    return datasets.segmentation_scenes(num_scenes, split, seed=seed, **kwargs)
+
+
+def synthetic_items(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """10,000 items (a Fashion-MNIST test split), label i % 10: ``"block"`` items or ``"dot"`` items.
+
+    A dot item is one pixel, at (14, 14), so that the labelled pixels of a scene count its items.
+    """
+    labels = (np.arange(10_000) % 10).astype(np.uint8)
+    images = np.zeros((10_000, 28, 28), np.uint8)
+    if kind == "block":
+        images[:, 1:27, 1:27] = RING
+        images[:, BLOCK, BLOCK] = LEVELS[labels][:, None, None]
+    else:
+        images[:, 14, 14] = LEVELS[labels]
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def synthetic_dirs(tmp_path_factory):
+    dirs = {}
+    for kind in ("block", "dot"):
+        dirs[kind] = tmp_path_factory.mktemp(kind)
+        images, labels = synthetic_items(kind)
+        fashion_test_files(dirs[kind], images=images, labels=labels)
+    return dirs
+
+
+def test_scenes_have_their_documented_shapes_types_and_classes():
+    data = scenes(16)
+    assert len(data) == 16
+    assert data.images.shape == (16, 64, 64, 1) and data.images.dtype == np.float32
+    assert data.masks.shape == (16, 64, 64) and data.masks.dtype == np.int32
+    assert data.classes == ("background", *datasets.FASHION_MNIST_CLASSES) == datasets.SEGMENTATION_CLASSES
+    assert len(data.classes) == 11
+    assert (data.split, data.seed) == ("test", 0)
+    images, masks = data.arrays
+    assert images is data.images and masks is data.masks
+    small = scenes(3, size=28)
+    assert small.images.shape == (3, 28, 28, 1) and small.masks.shape == (3, 28, 28)
+    assert scenes(3, size=41).images.shape == (3, 41, 41, 1)
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_scene_pixels_are_background_exactly_where_the_mask_says_so(split):
+    data = scenes(256, split, seed=3)
+    images, masks = data.images[..., 0], data.masks
+    assert images.min() == 0.0 and images.max() <= 1.0
+    assert masks.min() == 0 and masks.max() <= 10
+    assert set(np.unique(masks)) == set(range(11)), "256 scenes hold every class"
+    np.testing.assert_array_equal(masks == 0, images == 0.0)
+    labelled = images[masks > 0]
+    assert labelled.min() > datasets.ITEM_THRESHOLD
+    # Item pixels are the items' own grey levels, bytes over 255.
+    np.testing.assert_array_equal(np.rint(labelled * 255) / np.float32(255), labelled)
+    for scene in masks:
+        assert 1 <= len(np.unique(scene[scene > 0])) <= 3, "one to three items, so one to three classes"
+
+
+def test_each_labelled_pixel_shows_an_item_of_its_class_and_faint_pixels_are_background(synthetic_dirs):
+    data = datasets.segmentation_scenes(200, "test", seed=1, size=48, items_per_scene=(2, 5),
+                                        data_dir=synthetic_dirs["block"])
+    images, masks = data.images[..., 0], data.masks
+    # The grey level of every labelled pixel is that of an item of the mask's class, the top item
+    # in image and mask alike; the faint rings were neither pasted nor labelled.
+    np.testing.assert_array_equal(images[masks > 0], LEVELS[masks[masks > 0] - 1].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(images[masks == 0], 0.0)
+    # Items overlap in 48 x 48 scenes (else the test above says little), and lie within 2 to 5 blocks.
+    labelled = np.count_nonzero(masks.reshape(200, -1), axis=1)
+    assert labelled.min() < 2 * 22 * 22 and labelled.max() <= 5 * 22 * 22
+
+
+def test_one_item_lies_whole_inside_the_canvas(synthetic_dirs):
+    size = 40
+    data = datasets.segmentation_scenes(100, "test", seed=2, size=size, items_per_scene=(1, 1),
+                                        data_dir=synthetic_dirs["block"])
+    tops = []
+    for mask in data.masks:
+        rows, cols = np.nonzero(mask)
+        assert len(rows) == 22 * 22, "the whole block"
+        assert (rows.max() - rows.min(), cols.max() - cols.min()) == (21, 21)
+        assert len(np.unique(mask[mask > 0])) == 1
+        tops.append((rows.min() - BLOCK.start, cols.min() - BLOCK.start))
+    tops = np.array(tops)
+    # Corners range over 0..size - 28, the whole range.
+    assert tops.min() == 0 and tops.max() == size - 28
+
+
+@pytest.mark.parametrize("items_per_scene", [(1, 3), (2, 4), (3, 3)])
+def test_scenes_hold_between_the_fewest_and_the_most_items_uniformly(synthetic_dirs, items_per_scene):
+    fewest, most = items_per_scene
+    data = datasets.segmentation_scenes(300, "test", seed=0, size=96, items_per_scene=items_per_scene,
+                                        data_dir=synthetic_dirs["dot"])
+    # Each dot item labels one pixel (two dots on one pixel are rare, and absent from these seeded scenes).
+    counts = np.count_nonzero(data.masks.reshape(300, -1), axis=1)
+    assert counts.min() == fewest and counts.max() == most
+    frequencies = np.bincount(counts, minlength=most + 1)[fewest:]
+    expected = 300 / (most - fewest + 1)
+    assert np.all(np.abs(frequencies - expected) < 5 * np.sqrt(expected)), f"not uniform: {frequencies.tolist()}"
+    # The dot at (14, 14) of an item lands anywhere in 14..size - 14, never closer to the edge.
+    rows, cols = np.nonzero(data.masks)[1:]
+    assert rows.min() == cols.min() == 14 and rows.max() == cols.max() == 96 - 14
+
+
+def test_scenes_are_a_function_of_the_seed():
+    first, again = datasets.segmentation_scenes(32, "test", seed=7), datasets.segmentation_scenes(32, "test", seed=7)
+    np.testing.assert_array_equal(first.images, again.images)
+    np.testing.assert_array_equal(first.masks, again.masks)
+    other = datasets.segmentation_scenes(32, "test", seed=8)
+    assert other.seed == 8 and np.mean(other.masks != first.masks) > 0.05
+    train_split = scenes(256, "train", seed=3)
+    assert np.mean(train_split.masks[:32] != scenes(256, "test", seed=3).masks[:32]) > 0.05
+
+
+def test_scenes_take_keeps_the_first_scenes_and_checks_n():
+    data = scenes(16)
+    first = data.take(5)
+    assert isinstance(first, datasets.SegmentationScenes) and len(first) == 5
+    assert (first.split, first.seed, first.classes) == (data.split, data.seed, data.classes)
+    np.testing.assert_array_equal(first.images, data.images[:5])
+    np.testing.assert_array_equal(first.masks, data.masks[:5])
+    assert len(data.take(16)) == 16
+    for n in (0, -1, 17):
+        with pytest.raises(DatasetError, match=re.escape(f"take: n must be in 1..16, got {n}")):
+            data.take(n)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (dict(num_scenes=0), "num_scenes must be a positive integer; got 0"),
+        (dict(num_scenes=-4), "num_scenes must be a positive integer; got -4"),
+        (dict(num_scenes=2.0), "num_scenes must be a positive integer; got 2.0"),
+        (dict(num_scenes=True), "num_scenes must be a positive integer; got True"),
+        (dict(split="validation"), "split must be one of 'train', 'test'; got 'validation'"),
+        (dict(size=27), "size must be an integer >= 28 (the items are 28 x 28); got 27"),
+        (dict(size=64.0), "size must be an integer >= 28 (the items are 28 x 28); got 64.0"),
+        (dict(items_per_scene=(0, 2)), "items_per_scene must be (fewest, most) with 1 <= fewest <= most; got (0, 2)"),
+        (dict(items_per_scene=(3, 2)), "items_per_scene must be (fewest, most) with 1 <= fewest <= most; got (3, 2)"),
+        (dict(items_per_scene=(1, 2.5)),
+         "items_per_scene must be (fewest, most) with 1 <= fewest <= most; got (1, 2.5)"),
+        (dict(items_per_scene=(True, 2)),
+         "items_per_scene must be (fewest, most) with 1 <= fewest <= most; got (True, 2)"),
+        (dict(items_per_scene=3), "items_per_scene must be (fewest, most) with 1 <= fewest <= most; got 3"),
+        (dict(items_per_scene=(1, 2, 3)),
+         "items_per_scene must be (fewest, most) with 1 <= fewest <= most; got (1, 2, 3)"),
+    ],
+)
+def test_bad_scene_arguments_name_the_parameter_and_what_is_allowed(arguments, message):
+    arguments = {"num_scenes": 4, **arguments}
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        datasets.segmentation_scenes(**arguments)
+
+
+def test_scenes_read_their_items_from_the_data_dir(tmp_path):
+    with raises_naming(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz", "file not found"):
+        datasets.segmentation_scenes(4, "test", data_dir=tmp_path)

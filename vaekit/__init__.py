@@ -8,12 +8,15 @@ from vaekit import datasets as datasets
 from vaekit import elbo as elbo
 from vaekit import models as models
 from vaekit import nn as nn
+from vaekit import segmentation as segmentation
 from vaekit import train as train
 from vaekit import zoo as zoo
 from vaekit.checkpoint import CheckpointError as CheckpointError
 from vaekit.datasets import Dataset as Dataset
 from vaekit.datasets import DatasetError as DatasetError
+from vaekit.datasets import SegmentationScenes as SegmentationScenes
 from vaekit.datasets import load as load
+from vaekit.datasets import segmentation_scenes as segmentation_scenes
 from vaekit.elbo import ElboTerms as ElboTerms
 from vaekit.elbo import bernoulli_log_likelihood as bernoulli_log_likelihood
 from vaekit.elbo import elbo_terms as elbo_terms
@@ -26,6 +29,8 @@ from vaekit.models import VAE as VAE
 from vaekit.models import VAEConfig as VAEConfig
 from vaekit.models import count_parameters as count_parameters
 from vaekit.models import make_vae as make_vae
+from vaekit.segmentation import SegmentationObjective as SegmentationObjective
+from vaekit.segmentation import UNet as UNet
 from vaekit.train import TrainConfig as TrainConfig
 from vaekit.train import TrainingDivergedError as TrainingDivergedError
 from vaekit.train import evaluate as evaluate

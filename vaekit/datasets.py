@@ -230,3 +230,111 @@ def load(
         classes=source.classes,
         binarization=binarization,
     )
+
+
+# --------------------------------------------------------------------------- segmentation scenes
+
+SEGMENTATION_CLASSES = ("background", *FASHION_MNIST_CLASSES)
+
+# Fashion-MNIST items lie on a black background with a faint fringe: grey levels at or
+# below this are not part of an item, so they are neither pasted nor labelled.
+ITEM_THRESHOLD = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationScenes:
+    """Images with a class per pixel: Fashion-MNIST items pasted on a black canvas.
+
+    Attributes:
+      images: ``float32`` array ``(N, size, size, 1)`` in ``[0, 1]``.
+      masks: ``int32`` array ``(N, size, size)``: 0 for background, ``1 + label`` for a pixel
+        of a Fashion-MNIST item of that label (the item on top where items overlap).
+      classes: ``("background", "T-shirt/top", ..., "Ankle boot")``, indexed by mask value.
+      split: the Fashion-MNIST split the items come from.
+      seed: the seed that drew the scenes.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    classes: tuple[str, ...]
+    split: str
+    seed: int
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, masks)``, the form :func:`vaekit.train.fit` takes."""
+        return self.images, self.masks
+
+    def take(self, n: int) -> "SegmentationScenes":
+        """The first ``n`` scenes."""
+        if not 0 < n <= len(self):
+            raise DatasetError(f"take: n must be in 1..{len(self)}, got {n}")
+        return dataclasses.replace(self, images=self.images[:n], masks=self.masks[:n])
+
+
+def segmentation_scenes(
+    num_scenes: int,
+    split: str = "train",
+    *,
+    seed: int = 0,
+    size: int = 64,
+    items_per_scene: tuple[int, int] = (1, 3),
+    data_dir: str | pathlib.Path | None = None,
+) -> SegmentationScenes:
+    """Draws scenes of Fashion-MNIST items on a ``size × size`` canvas, with their pixel classes.
+
+    Each scene holds between ``items_per_scene[0]`` and ``items_per_scene[1]`` items (uniformly),
+    each a random image of ``split`` placed at a uniformly random position that keeps it whole.
+    Items are painted in order, so a later item hides an earlier one where they overlap.
+    A pixel belongs to an item where the item's grey level exceeds :data:`ITEM_THRESHOLD`;
+    every other pixel is background, exactly 0 in the image and 0 in the mask. There are
+    11 classes: background and the 10 Fashion-MNIST labels (mask = label + 1).
+
+    The scenes are a function of the arguments only: the same seed gives the same scenes.
+
+    Args:
+      num_scenes: how many scenes, at least 1.
+      split: ``"train"`` or ``"test"``: where the items come from (keep test scenes for testing).
+      seed: seeds the choice of items and positions.
+      size: canvas height and width, at least 28 (an item's size).
+      items_per_scene: ``(fewest, most)`` items, ``1 <= fewest <= most``.
+      data_dir: folder holding the dataset folders; the kit's ``data/`` by default.
+
+    Returns:
+      A :class:`SegmentationScenes`.
+
+    Example:
+      >>> scenes = segmentation_scenes(4, seed=0)
+      >>> scenes.images.shape, scenes.masks.shape, len(scenes.classes)
+      ((4, 64, 64, 1), (4, 64, 64), 11)
+    """
+    if not isinstance(num_scenes, int) or isinstance(num_scenes, bool) or num_scenes < 1:
+        raise DatasetError(f"num_scenes must be a positive integer; got {num_scenes!r}")
+    _check_choice("split", split, SPLITS)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 28:
+        raise DatasetError(f"size must be an integer >= 28 (the items are 28 x 28); got {size!r}")
+    pair = isinstance(items_per_scene, (tuple, list)) and len(items_per_scene) == 2
+    if not (pair and all(isinstance(v, int) and not isinstance(v, bool) for v in items_per_scene)
+            and 1 <= items_per_scene[0] <= items_per_scene[1]):
+        raise DatasetError(f"items_per_scene must be (fewest, most) with 1 <= fewest <= most; got {items_per_scene!r}")
+    fewest, most = items_per_scene
+    items = load("fashion-mnist", split, data_dir=data_dir)
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(fewest, most + 1, size=num_scenes)
+    total = int(counts.sum())
+    chosen = rng.integers(0, len(items), size=total)
+    corners = rng.integers(0, size - 28 + 1, size=(total, 2))
+    images = np.zeros((num_scenes, size, size), np.float32)
+    masks = np.zeros((num_scenes, size, size), np.int32)
+    scene_of_item = np.repeat(np.arange(num_scenes), counts)
+    for scene, index, (top, left) in zip(scene_of_item, chosen, corners):
+        item = items.images[index, :, :, 0]
+        inside = item > ITEM_THRESHOLD
+        window = (scene, slice(top, top + 28), slice(left, left + 28))
+        images[window] = np.where(inside, item, images[window])
+        masks[window] = np.where(inside, items.labels[index] + 1, masks[window])
+    return SegmentationScenes(images=images[..., None], masks=masks, classes=SEGMENTATION_CLASSES,
+                              split=split, seed=seed)

@@ -1,0 +1,179 @@
+"""Training throughput of the conv models: vaekit against PyTorch, interleaved in one process.
+
+Two models, each trained by ``vaekit.fit`` (the loop ``"auto"`` picks) and by its PyTorch
+twin in ``_torch_conv.py``, same architecture, data, batch size and Adam 1e-3, alternating
+epoch by epoch so that both see the same machine load:
+
+* the conv VAE: Conv 1→32 k4 s2, Conv 32→64 k4 s2, latent 16, a decoder mirroring it with
+  ×2 upsamplings (``--upsampling``, transposed convolutions by default), Bernoulli
+  likelihood, batch 128, on Fashion-MNIST training images;
+* the U-Net of ``vaekit.segmentation`` (64×64 scenes of Fashion-MNIST items, 16-32-64
+  channels, 11-class softmax, batch 32).
+
+Before that, the two facts the kit's choices rest on are measured, not assumed: every conv
+layer of these models, forward and backward, computed with flax's formulation
+(``ConvPlan()``) and with the plan ``vaekit.nn.plan_for`` picks for this backend; and the
+conv VAE trained with each loop (whole-epoch scan, per-step jit).
+
+The best undisturbed epoch of each side is compared (``_timing.py``); the median is printed
+beside it. The last line is one JSON object with the ratios ``conv_vae_vs_pytorch`` and
+``unet_vs_pytorch`` (vaekit images/s over PyTorch images/s, best epochs).
+
+Run (from the repository root, with the ``bench`` extra installed)::
+
+    python benchmarks/conv_throughput.py [--rounds 3] [--vae-images 15360] [--unet-scenes 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax import nnx
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _timing import DISTURBED, CpuShare, marked, summary  # noqa: E402
+from _torch_conv import TorchConvVAE, TorchTrainer, TorchUNet  # noqa: E402
+
+import vaekit as vk  # noqa: E402
+from vaekit import nn, segmentation  # noqa: E402
+
+
+OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}  # as vaekit.fit compiles
+
+
+def layer_table(upsampling: str) -> list[tuple[str, nnx.Module, tuple[int, ...]]]:
+    """The conv layers of both models, each with the input shape it sees in training."""
+    rngs = nnx.Rngs(0)
+    up = lambda a, b: nn.make_upsample(upsampling, a, b, rngs=rngs)
+    return [
+        ("vae  conv 1->32 k4 s2 @28", nn.Downsample(1, 32, rngs=rngs), (128, 28, 28, 1)),
+        ("vae  conv 32->64 k4 s2 @14", nn.Downsample(32, 64, rngs=rngs), (128, 14, 14, 32)),
+        (f"vae  {upsampling} 64->32 @7", up(64, 32), (128, 7, 7, 64)),
+        (f"vae  {upsampling} 32->1 @14", up(32, 1), (128, 14, 14, 32)),
+        ("unet conv 1->16 k3 @64", nn.Conv(1, 16, 3, rngs=rngs), (32, 64, 64, 1)),
+        ("unet conv 16->16 k3 @64", nn.Conv(16, 16, 3, rngs=rngs), (32, 64, 64, 16)),
+        ("unet conv 16->32 k4 s2 @64", nn.Downsample(16, 32, rngs=rngs), (32, 64, 64, 16)),
+        ("unet conv 32->32 k3 @32", nn.Conv(32, 32, 3, rngs=rngs), (32, 32, 32, 32)),
+        ("unet conv 32->64 k4 s2 @32", nn.Downsample(32, 64, rngs=rngs), (32, 32, 32, 32)),
+        ("unet conv 64->64 k3 @16", nn.Conv(64, 64, 3, rngs=rngs), (32, 16, 16, 64)),
+        (f"unet {upsampling} 64->32 @16", up(64, 32), (32, 16, 16, 64)),
+        ("unet conv 64->32 k3 @32", nn.Conv(64, 32, 3, rngs=rngs), (32, 32, 32, 64)),
+        (f"unet {upsampling} 32->16 @32", up(32, 16), (32, 32, 32, 32)),
+        ("unet conv 32->16 k3 @64", nn.Conv(32, 16, 3, rngs=rngs), (32, 64, 64, 32)),
+    ]
+
+
+def time_layer(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan, *, repeats: int) -> float:
+    """Median milliseconds of one forward and backward pass.
+
+    Backward gives the parameters' gradients, and the input's too unless the input is a
+    one-channel image: the first layer's input is the data, whose gradient training never forms.
+    """
+    graphdef, params = nnx.split(layer)
+    x = jax.random.uniform(jax.random.key(0), shape)
+
+    def loss(params, x):
+        return jnp.sum(jnp.square(nnx.merge(graphdef, params)(x)))
+
+    with nn.use_plan(plan):
+        argnums = (0,) if shape[-1] == 1 else (0, 1)
+        step = jax.jit(jax.grad(loss, argnums=argnums)).lower(params, x).compile(OPTIONS)
+    jax.block_until_ready(step(params, x))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(step(params, x))
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def compare_plans(upsampling: str, repeats: int) -> None:
+    backend = jax.default_backend()
+    chosen = nn.plan_for(backend)
+    print(f"conv layers, forward + backward, median ms: flax's formulation vs vaekit.nn.plan_for({backend!r}) = {chosen}")
+    for name, layer, shape in layer_table(upsampling):
+        flax_ms = time_layer(layer, shape, nn.ConvPlan(), repeats=repeats)
+        ours_ms = time_layer(layer, shape, chosen, repeats=repeats)
+        print(f"  {name:32s} flax {flax_ms:7.2f}  plan {ours_ms:7.2f}  speed-up {flax_ms / ours_ms:5.2f}x", flush=True)
+
+
+def compare_loops(images: np.ndarray, upsampling: str) -> None:
+    print(f"conv VAE, one epoch of {images.shape[0]:,} images with each loop (compile excluded):")
+    for loop in ("scan", "step"):
+        model = vk.make_vae(vk.VAEConfig(architecture="conv", latent_dim=16, upsampling=upsampling))
+        result = vk.fit(model, (images,), None, vk.TrainConfig(epochs=1, batch_size=128, loop=loop), progress=False)
+        print(f"  {loop:5s} {result.history[0]['images_per_s']:8,.0f} images/s", flush=True)
+    model = vk.make_vae(vk.VAEConfig(architecture="conv", latent_dim=16, upsampling=upsampling))
+    print(f"  vaekit.nn.preferred_loop picks {nn.preferred_loop(model)!r} for it")
+
+
+def race(name: str, model: nnx.Module, arrays: tuple[np.ndarray, ...], reference: TorchTrainer, *, batch_size: int,
+         rounds: int, objective=None) -> float:
+    """Alternates an epoch of vaekit and one of PyTorch ``rounds`` times; returns the ratio of the best epochs."""
+    config = vk.TrainConfig(epochs=1, batch_size=batch_size, learning_rate=1e-3)
+    reference.epoch()  # warm-up, like vaekit's compilation: not counted
+    cpu = CpuShare()
+    ours, theirs, ours_disturbed, theirs_disturbed, compile_seconds, opt_state = [], [], [], [], [], None
+    for r in range(rounds):
+        before = cpu.snapshot()
+        result = vk.fit(model, arrays, None, config, objective=objective, opt_state=opt_state, first_epoch=r + 1,
+                        progress=False)
+        ours_disturbed.append(cpu.others(before, cpu.snapshot()) > DISTURBED)
+        opt_state = result.opt_state
+        compile_seconds.append(result.compile_seconds)
+        ours.append(result.history[0]["images_per_s"])
+        before = cpu.snapshot()
+        theirs.append(reference.epoch())
+        theirs_disturbed.append(cpu.others(before, cpu.snapshot()) > DISTURBED)
+        print(f"  round {r + 1}/{rounds}: vaekit {marked(ours[-1], ours_disturbed[-1])} | "
+              f"pytorch {marked(theirs[-1], theirs_disturbed[-1])} images/s", flush=True)
+    best, median, n_ours = summary(ours, ours_disturbed)
+    best_ref, median_ref, n_theirs = summary(theirs, theirs_disturbed)
+    print(f"  {name}: vaekit best {best:,.0f} median {median:,.0f} ({n_ours}/{len(ours)} undisturbed; compile "
+          f"{min(compile_seconds):.2f}-{max(compile_seconds):.2f} s) | pytorch best {best_ref:,.0f} median "
+          f"{median_ref:,.0f} ({n_theirs}/{len(theirs)}) | ratio best {best / best_ref:.2f}x median "
+          f"{median / median_ref:.2f}x")
+    return best / best_ref
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="vaekit/PyTorch alternations per model")
+    parser.add_argument("--vae-images", type=int, default=15360, help="Fashion-MNIST training images per VAE epoch")
+    parser.add_argument("--unet-scenes", type=int, default=1024, help="64x64 scenes per U-Net epoch")
+    parser.add_argument("--upsampling", choices=nn.UPSAMPLINGS, default="transposed")
+    parser.add_argument("--layer-repeats", type=int, default=20, help="timed calls per layer and plan")
+    args = parser.parse_args(argv)
+
+    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.device_count()} device(s)); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads (default)")
+    images = vk.load("fashion-mnist", "train").images[: args.vae_images]
+    scenes = vk.segmentation_scenes(args.unet_scenes, "train", seed=0)
+
+    compare_plans(args.upsampling, args.layer_repeats)
+    compare_loops(images[:2560], args.upsampling)
+
+    print(f"conv VAE ({args.upsampling} upsampling), batch 128, {images.shape[0]:,} images per epoch:")
+    vae = vk.make_vae(vk.VAEConfig(architecture="conv", latent_dim=16, upsampling=args.upsampling))
+    torch_vae = TorchTrainer(TorchConvVAE(latent=16, upsampling=args.upsampling), (images,), batch_size=128)
+    vae_ratio = race("conv VAE", vae, (images,), torch_vae, batch_size=128, rounds=args.rounds)
+
+    print(f"U-Net ({args.upsampling} upsampling), batch 32, {len(scenes):,} scenes per epoch:")
+    unet = segmentation.UNet(upsampling=args.upsampling, rngs=nnx.Rngs(0))
+    torch_unet = TorchTrainer(TorchUNet(upsampling=args.upsampling), scenes.arrays, batch_size=32)
+    unet_ratio = race("U-Net", unet, scenes.arrays, torch_unet, batch_size=32, rounds=args.rounds,
+                      objective=segmentation.SegmentationObjective())
+
+    print(json.dumps({"conv_vae_vs_pytorch": round(vae_ratio, 3), "unet_vs_pytorch": round(unet_ratio, 3)}))
+
+
+if __name__ == "__main__":
+    main()
