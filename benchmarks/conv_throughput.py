@@ -44,9 +44,7 @@ from _torch_conv import TorchConvVAE, TorchTrainer, TorchUNet  # noqa: E402
 
 import vaekit as vk  # noqa: E402
 from vaekit import nn, segmentation  # noqa: E402
-
-
-OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}  # as vaekit.fit compiles
+from vaekit.train import _compiler_options  # noqa: E402  (layers compile as vaekit.fit compiles)
 
 
 def layer_table(upsampling: str) -> list[tuple[str, nnx.Module, tuple[int, ...]]]:
@@ -85,7 +83,7 @@ def time_layer(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan, *, 
 
     with nn.use_plan(plan):
         argnums = (0,) if shape[-1] == 1 else (0, 1)
-        step = jax.jit(jax.grad(loss, argnums=argnums)).lower(params, x).compile(OPTIONS)
+        step = jax.jit(jax.grad(loss, argnums=argnums)).lower(params, x).compile(_compiler_options(jax.devices()[0]))
     jax.block_until_ready(step(params, x))
     times = []
     for _ in range(repeats):
