@@ -10,10 +10,12 @@ epoch by epoch so that both see the same machine load:
 * the U-Net of ``vaekit.segmentation`` (64×64 scenes of Fashion-MNIST items, 16-32-64
   channels, 11-class softmax, batch 32).
 
-Before that, the two facts the kit's choices rest on are measured, not assumed: every conv
+Before that, the facts the kit's choices rest on are measured, not assumed: every conv
 layer of these models, forward and backward, computed with flax's formulation
-(``ConvPlan()``) and with the plan ``vaekit.nn.plan_for`` picks for this backend; and the
-conv VAE trained with each loop (whole-epoch scan, per-step jit).
+(``ConvPlan()``) and with the plan ``vaekit.nn.plan_for`` picks for this backend; each
+convolution with several input channels split into its three parts (output, input
+gradient, kernel gradient), vaekit against PyTorch, which shows where the remaining time
+goes; and the conv VAE trained with each loop (whole-epoch scan, per-step jit).
 
 The best undisturbed epoch of each side is compared (``_timing.py``); the median is printed
 beside it. The last line is one JSON object with the ratios ``conv_vae_vs_pytorch`` and
@@ -21,12 +23,13 @@ beside it. The last line is one JSON object with the ratios ``conv_vae_vs_pytorc
 
 Run (from the repository root, with the ``bench`` extra installed)::
 
-    python benchmarks/conv_throughput.py [--rounds 3] [--vae-images 15360] [--unet-scenes 1024]
+    python benchmarks/conv_throughput.py [--rounds 4] [--vae-images 15360] [--unet-scenes 1024]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -69,6 +72,23 @@ def layer_table(upsampling: str) -> list[tuple[str, nnx.Module, tuple[int, ...]]
     ]
 
 
+def median_ms(call, repeats: int) -> float:
+    """Median milliseconds of ``call()`` after one warm-up call; ``call`` waits for its result."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def compiled(function, *args):
+    """``function`` compiled as ``vaekit.fit`` compiles, called on ``args``, waited for."""
+    executable = jax.jit(function).lower(*args).compile(_compiler_options(jax.devices()[0]))
+    return lambda: jax.block_until_ready(executable(*args))
+
+
 def time_layer(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan, *, repeats: int) -> float:
     """Median milliseconds of one forward and backward pass.
 
@@ -82,15 +102,8 @@ def time_layer(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan, *, 
         return jnp.sum(jnp.square(nnx.merge(graphdef, params)(x)))
 
     with nn.use_plan(plan):
-        argnums = (0,) if shape[-1] == 1 else (0, 1)
-        step = jax.jit(jax.grad(loss, argnums=argnums)).lower(params, x).compile(_compiler_options(jax.devices()[0]))
-    jax.block_until_ready(step(params, x))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(step(params, x))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        call = compiled(jax.grad(loss, argnums=(0,) if shape[-1] == 1 else (0, 1)), params, x)
+    return median_ms(call, repeats)
 
 
 def compare_plans(upsampling: str, repeats: int) -> None:
@@ -101,6 +114,44 @@ def compare_plans(upsampling: str, repeats: int) -> None:
         flax_ms = time_layer(layer, shape, nn.ConvPlan(), repeats=repeats)
         ours_ms = time_layer(layer, shape, chosen, repeats=repeats)
         print(f"  {name:32s} flax {flax_ms:7.2f}  plan {ours_ms:7.2f}  speed-up {flax_ms / ours_ms:5.2f}x", flush=True)
+
+
+# (batch, size, in, out, kernel, stride): the convolutions of both models with several input channels
+CONVOLUTIONS = [
+    (128, 14, 32, 64, 4, 2),
+    (32, 64, 16, 16, 3, 1),
+    (32, 64, 16, 32, 4, 2),
+    (32, 32, 32, 32, 3, 1),
+    (32, 32, 32, 64, 4, 2),
+    (32, 16, 64, 64, 3, 1),
+    (32, 32, 64, 32, 3, 1),
+    (32, 64, 32, 16, 3, 1),
+]
+
+
+def compare_parts(repeats: int) -> None:
+    """Each convolution's output, input gradient and kernel gradient, vaekit (this backend's plan) and PyTorch."""
+    print("convolutions by part, median ms, vaekit / pytorch (SAME padding, PyTorch's padding=1):")
+    for batch, size, cin, cout, k, s in CONVOLUTIONS:
+        rng = np.random.default_rng(0)
+        x, kernel = rng.random((batch, size, size, cin), np.float32), rng.random((k, k, cin, cout), np.float32)
+        dy = rng.random((batch, -(-size // s), -(-size // s), cout), np.float32)
+        conv = functools.partial(nn.conv2d, strides=s)
+        ours = [
+            compiled(conv, x, kernel),
+            compiled(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0], x, kernel, dy),
+            compiled(lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0], x, kernel, dy),
+        ]
+        xt, wt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+        dyt = torch.from_numpy(dy.transpose(0, 3, 1, 2).copy())
+        theirs = [
+            lambda: torch.nn.functional.conv2d(xt, wt, stride=s, padding=1),
+            lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, stride=s, padding=1),
+            lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, stride=s, padding=1),
+        ]
+        cells = [f"{median_ms(a, repeats):6.2f} / {median_ms(b, repeats):6.2f}" for a, b in zip(ours, theirs)]
+        print(f"  {cin:2d}->{cout:2d} k{k} s{s} @{size:2d} batch {batch:3d}: output {cells[0]}  input grad {cells[1]}  "
+              f"kernel grad {cells[2]}", flush=True)
 
 
 def compare_loops(images: np.ndarray, upsampling: str) -> None:
@@ -144,7 +195,7 @@ def race(name: str, model: nnx.Module, arrays: tuple[np.ndarray, ...], reference
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="vaekit/PyTorch alternations per model")
+    parser.add_argument("--rounds", type=int, default=4, help="vaekit/PyTorch alternations per model")
     parser.add_argument("--vae-images", type=int, default=15360, help="Fashion-MNIST training images per VAE epoch")
     parser.add_argument("--unet-scenes", type=int, default=1024, help="64x64 scenes per U-Net epoch")
     parser.add_argument("--upsampling", choices=nn.UPSAMPLINGS, default="transposed")
@@ -157,6 +208,7 @@ def main(argv=None) -> None:
     scenes = vk.segmentation_scenes(args.unet_scenes, "train", seed=0)
 
     compare_plans(args.upsampling, args.layer_repeats)
+    compare_parts(args.layer_repeats)
     compare_loops(images[:2560], args.upsampling)
 
     print(f"conv VAE ({args.upsampling} upsampling), batch 128, {images.shape[0]:,} images per epoch:")

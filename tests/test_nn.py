@@ -28,7 +28,8 @@ PLANS = {
     "flax": ConvPlan(),
     "subpixel": ConvPlan(subpixel=True),
     "space_to_depth": ConvPlan(space_to_depth=True),
-    "both": ConvPlan(subpixel=True, space_to_depth=True),
+    "patches": ConvPlan(patches=True),
+    "all": ConvPlan(subpixel=True, space_to_depth=True, patches=True),
 }
 BATCH = 2
 RTOL = 1e-5
@@ -285,7 +286,9 @@ def test_a_flax_modules_parameters_load_into_the_layer_and_give_its_outputs():
 JVP_CASES = [
     Case("conv", 8, 3, 2, 4, 2),
     Case("conv", 8, 1, 2, 4, 2),
+    Case("conv", 7, 1, 3, 3, 1),
     Case("transposed", 5, 3, 2, 4, 2),
+    Case("transposed", 5, 3, 1, 4, 2),
     Case("repeat", 5, 3, 2, 3, 2),
 ]
 
@@ -303,6 +306,44 @@ def test_forward_mode_derivatives_equal_flax(case, plan):
             _, ours = jax.jvp(lambda p, x: nnx.merge(graphdef, p)(x), (params, x), (dparams, dx))
         _, theirs = jax.jvp(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x), (params, x), (dparams, dx))
     assert_close(ours, theirs, f"{case} directional derivative under plan {plan}")
+
+
+@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("case", JVP_CASES, ids=str)
+def test_second_derivatives_equal_flax(case, plan):
+    """A Hessian-vector product (forward mode over reverse mode) through a smooth loss of the layer."""
+    rng = np.random.default_rng(8)
+    graphdef, flax_graphdef, params = random_parameters(case, rng)
+    x, dx = (rng.standard_normal((BATCH, *case.hw, case.cin)).astype(np.float32) for _ in range(2))
+    dparams = jax.tree.map(lambda p: rng.standard_normal(p.shape).astype(np.float32), params)
+
+    def hvp(forward):
+        gradient = jax.grad(lambda p, x: jnp.sum(jnp.tanh(forward(p, x))), argnums=(0, 1))
+        return jax.jvp(gradient, (params, x), (dparams, dx))[1]
+
+    with jax.default_matmul_precision("highest"):
+        with nn.use_plan(PLANS[plan]):
+            ours = hvp(lambda p, x: nnx.merge(graphdef, p)(x))
+        theirs = hvp(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x))
+    for a, b, what in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), ("bias", "kernel", "input")):
+        assert_close(a, b, f"{case} Hessian-vector product ({what} part) under plan {plan}")
+
+
+def test_per_example_gradients_under_vmap_equal_flax():
+    case = Case("conv", 8, 2, 3, 4, 2)
+    graphdef, flax_graphdef, params = random_parameters(case, np.random.default_rng(9))
+    x = np.random.default_rng(10).standard_normal((3, 1, *case.hw, case.cin)).astype(np.float32)
+
+    def per_example(forward):
+        return jax.vmap(jax.grad(lambda p, x: jnp.sum(jnp.square(forward(p, x)))), in_axes=(None, 0))(params, x)
+
+    with jax.default_matmul_precision("highest"):
+        with nn.use_plan(PLANS["all"]):
+            ours = per_example(lambda p, x: nnx.merge(graphdef, p)(x))
+        theirs = per_example(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        assert a.shape[0] == 3
+        assert_close(a, b, "per-example gradient under vmap")
 
 
 @pytest.mark.parametrize("case", [Case("conv", 8, 3, 2, 4, 2), Case("transposed", 5, 3, 2, 4, 2),
@@ -345,35 +386,50 @@ def dilates_its_input(eqn) -> bool:
     return tuple(eqn.params["lhs_dilation"]) != (1, 1)
 
 
+def dilates(eqn) -> bool:
+    """Zeros between input pixels or between kernel taps: the kernel gradient of a dilated convolution has the latter."""
+    return dilates_its_input(eqn) or tuple(eqn.params["rhs_dilation"]) != (1, 1)
+
+
 @pytest.mark.parametrize("plan", PLANS)
 def test_each_plan_computes_the_layers_its_own_way(plan):
     chosen = PLANS[plan]
     x = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
     thin_x = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)
 
-    def convs(make, x, *, grad=False):
+    def convs(make, x, *, grad=None):
         graphdef, params = abstract(make)
         forward = lambda params, x: nnx.merge(graphdef, params)(x)
-        if grad:
-            forward = jax.grad(lambda params, x: jnp.sum(nnx.merge(graphdef, params)(x)), argnums=1)
+        if grad is not None:
+            forward = jax.grad(lambda params, x: jnp.sum(nnx.merge(graphdef, params)(x)), argnums=grad)
         return conv_equations(forward, params, x)
 
     with nn.use_plan(chosen):
-        # A transposed convolution: zero-dilated input (flax) or one stride-1 convolution per phase.
-        up = convs(lambda: nn.ConvTranspose(3, 4, rngs=nnx.Rngs(0)), x)
+        # A transposed convolution: zero-dilated input (flax) or one stride-1 convolution per phase...
+        transposed = lambda: nn.ConvTranspose(3, 4, rngs=nnx.Rngs(0))
+        up = convs(transposed, x)
         assert any(map(dilates_its_input, up)) != chosen.subpixel
         assert len(up) == (4 if chosen.subpixel else 1)
-        # ... except with one output channel, which keeps the dilated convolution.
+        # ... and so its kernel gradient; its input gradient is a strided convolution either way.
+        assert any(map(dilates, convs(transposed, x, grad=0))) != chosen.subpixel
+        assert any(tuple(e.params["window_strides"]) == (2, 2) for e in convs(transposed, x, grad=1))
+        # With one output channel it keeps the dilated convolution.
         assert any(map(dilates_its_input, convs(lambda: nn.ConvTranspose(3, 1, rngs=nnx.Rngs(0)), x)))
         # Repeat + conv: a convolution of the 16x16 repeated image, or of the 8x8 coarse one per phase.
         repeat = convs(lambda: nn.RepeatUpsample(3, 4, rngs=nnx.Rngs(0)), x)
         assert {e.invars[0].aval.shape[1] for e in repeat} == ({8} if chosen.subpixel else {16})
-        # The input gradient of a strided convolution stays autodiff's (so jax.jvp passes every layer).
-        grad = convs(lambda: nn.Conv(3, 4, 4, 2, rngs=nnx.Rngs(0)), x, grad=True)
-        assert any(map(dilates_its_input, grad))
-        # A strided convolution of a one-channel image: stride 2, or stride 1 over 2x2 blocks.
+        # A strided convolution: its input gradient convolves a zero-dilated image, or stride 1 over 2x2 blocks.
+        strided = lambda: nn.Conv(3, 4, 4, 2, rngs=nnx.Rngs(0))
+        assert {tuple(e.params["window_strides"]) for e in convs(strided, x)} == {(2, 2)}
+        assert any(map(dilates_its_input, convs(strided, x, grad=1))) != chosen.space_to_depth
+        # ... and with a one-channel input its output is computed over blocks too.
         thin = convs(lambda: nn.Conv(1, 4, 4, 2, rngs=nnx.Rngs(0)), thin_x)
         assert {tuple(e.params["window_strides"]) for e in thin} == ({(1, 1)} if chosen.space_to_depth else {(2, 2)})
+        # A stride-1 convolution of a one-channel image: a convolution, or one product with its 3x3 patches.
+        stem = lambda: nn.Conv(1, 4, 3, rngs=nnx.Rngs(0))
+        assert (len(convs(stem, thin_x)) == 0) == chosen.patches
+        assert (len(convs(stem, thin_x, grad=1)) == 0) == chosen.patches
+        assert convs(stem, thin_x, grad=0)  # its kernel gradient stays a convolution
 
 
 def test_an_explicit_plan_argument_overrides_the_current_plan():
@@ -406,9 +462,9 @@ def test_functional_forms_without_bias_equal_flax(plan):
 
 
 def test_plan_for_each_backend():
-    assert nn.plan_for("cpu") == ConvPlan(subpixel=True, space_to_depth=True)
-    assert nn.plan_for("gpu") == nn.plan_for("tpu") == ConvPlan() == ConvPlan(subpixel=False, space_to_depth=False)
-    assert {f.name for f in dataclasses.fields(ConvPlan)} == {"subpixel", "space_to_depth"}
+    assert nn.plan_for("cpu") == ConvPlan(subpixel=True, space_to_depth=True, patches=True) == PLANS["all"]
+    assert nn.plan_for("gpu") == nn.plan_for("tpu") == ConvPlan() == ConvPlan(False, False, False)
+    assert {f.name for f in dataclasses.fields(ConvPlan)} == {"subpixel", "space_to_depth", "patches"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         ConvPlan().subpixel = True
 

@@ -29,6 +29,14 @@ each :math:`K_r` is 2×2 (the zeros that ``lax.conv_transpose`` inserts between 
 pixels are never multiplied); for repeat + 3×3 it is 2×2 as well (9 taps on the fine grid
 fall on 4 coarse pixels), 2.25 times fewer multiplications.
 
+One part at a time. A layer is bilinear in its input and kernel, so its derivative is
+:math:`y' = f(x', W) + f(x, W')` and reverse mode computes the input and kernel gradients
+as the transposes of those two terms. A ``jax.custom_jvp`` lets each of the three (the
+output and the two terms) take its own formulation, all of them the same maths: a strided
+convolution keeps XLA's output and kernel gradient but takes its input gradient through
+space-to-depth blocks, where XLA's would convolve a zero-dilated image. The rule is plain
+JAX, so ``jax.jvp``, ``jax.vmap`` and higher derivatives pass through every layer.
+
 References:
   Dumoulin & Visin, *A guide to convolution arithmetic for deep learning*, 2016.
   Odena, Dumoulin & Olah, *Deconvolution and Checkerboard Artifacts*, Distill 2016.
@@ -40,13 +48,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Iterator
+import functools
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 UPSAMPLINGS = ("transposed", "repeat", "pixel_shuffle")
 
@@ -58,39 +68,40 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 @dataclasses.dataclass(frozen=True)
 class ConvPlan:
-    """How the layers compute (never what: every plan gives flax's outputs and gradients).
+    """How the layers compute (never what: every plan gives flax's outputs and derivatives).
 
     Attributes:
       subpixel: upsamplings as stride-1 convolutions of the coarse grid, one small kernel
-        per output phase (see the module docstring); ``False`` uses ``lax.conv_transpose``
-        and ``jnp.repeat``, as flax does.
-      space_to_depth: a strided convolution of a one-channel image regroups each
-        ``stride × stride`` block of pixels into channels first, then convolves with stride 1.
+        per output phase (see the module docstring), output and kernel gradient; the input
+        gradient of a transposed convolution stays ``lax.conv_transpose``'s, a strided
+        convolution. ``False`` uses ``lax.conv_transpose`` and ``jnp.repeat``, as flax does.
+      space_to_depth: strided convolutions regroup each ``stride × stride`` block of pixels
+        into channels and convolve with stride 1 (:func:`_space_to_depth_conv`): for the
+        input's derivative always, for the output too when the input has one channel.
+      patches: a stride-1 convolution of a one-channel image is one matrix product with
+        its ``k × k`` patches (:func:`_patches_conv`), output and input derivative.
     """
 
     subpixel: bool = False
     space_to_depth: bool = False
+    patches: bool = False
 
 
 def plan_for(backend: str) -> ConvPlan:
     """The fastest plan measured on ``backend`` (``"cpu"``, ``"gpu"``, ``"tpu"``).
 
-    On the CPU, XLA computes a transposed convolution as a convolution of the input
-    dilated with zeros (three multiplications in four by zero for stride 2), and its
-    convolution kernel vectorises over channels, so a layer with a single input channel
-    runs at about half its speed. Each field of the CPU plan removes one of these;
-    ``benchmarks/conv_throughput.py`` measures every layer both ways (the README's
-    Performance section has the numbers: 6-10x for transposed convolutions). On GPUs
-    and TPUs, cuDNN and the TPU compiler handle dilations and thin layers natively, so
-    the layers are flax's own.
-
-    The input gradient of a strided convolution is also a convolution of a dilated image;
-    a ``custom_vjp`` computing it phase by phase was 5-20% faster on those layers, but
-    ``jax.jvp`` (and so ``jax.jacfwd``, ``jax.hessian``) cannot pass a ``custom_vjp``,
-    so the layers keep autodiff's gradient and every JAX transformation.
+    On the CPU, XLA computes a transposed convolution, and the input gradient of a strided
+    one, as a convolution of an image dilated with zeros (three multiplications in four by
+    zero for stride 2), and its convolution kernel vectorises over channels, so a layer
+    with a single input channel runs at a fraction of its speed. Each field of the CPU
+    plan removes one of these; ``benchmarks/conv_throughput.py`` measures every layer both
+    ways (the README's Performance section has the numbers: 6-10x for transposed
+    convolutions, 2-3x for the strided convolution at full resolution). On GPUs and TPUs,
+    cuDNN and the TPU compiler handle dilations and thin layers natively, so the layers
+    are flax's own.
     """
     if backend == "cpu":
-        return ConvPlan(subpixel=True, space_to_depth=True)
+        return ConvPlan(subpixel=True, space_to_depth=True, patches=True)
     return ConvPlan()
 
 
@@ -153,7 +164,7 @@ def _phase_kernel(kernel: jax.Array, taps_y, taps_x) -> tuple[jax.Array, tuple[i
     return phase.astype(kernel.dtype), span_y, span_x
 
 
-def _subpixel_conv(x: jax.Array, kernel: jax.Array, taps: Taps, out_size: tuple[int, int]) -> jax.Array:
+def _subpixel_conv(x: jax.Array, kernel: jax.Array, *, taps: Taps, out_size: tuple[int, int]) -> jax.Array:
     """Interleaves one stride-1 convolution of ``x`` per phase: ``y[f m + r] = sum_d x[m + d] K_r[d]``.
 
     ``taps[r]`` lists the (kernel tap, coarse offset) pairs of phase ``r``, the same on both axes.
@@ -191,11 +202,18 @@ def _repeat_taps(kernel: int, factor: int) -> Taps:
     return tuple(tuple((t, (r + t - lead) // factor) for t in range(kernel)) for r in range(factor))
 
 
-def _lax_conv(x, kernel, strides: int, padding) -> jax.Array:
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _lax_conv(x: jax.Array, kernel: jax.Array, *, strides: int, padding: Padding) -> jax.Array:
     return lax.conv_general_dilated(x, kernel, (strides, strides), padding, dimension_numbers=_DIMENSIONS)
 
 
-def _space_to_depth_conv(x: jax.Array, kernel: jax.Array, strides: int, padding) -> jax.Array:
+def _dilated_conv_transpose(x: jax.Array, kernel: jax.Array, *, strides: int) -> jax.Array:
+    return lax.conv_transpose(x, kernel, (strides, strides), "SAME", dimension_numbers=_DIMENSIONS)
+
+
+def _space_to_depth_conv(x: jax.Array, kernel: jax.Array, *, strides: int, padding: Padding) -> jax.Array:
     r"""A strided convolution as a stride-1 one: each ``s × s`` pixel block becomes ``s²`` channels.
 
     .. math::
@@ -204,7 +222,8 @@ def _space_to_depth_conv(x: jax.Array, kernel: jax.Array, strides: int, padding)
             = \sum_{a} \sum_{p < s} x_{\mathrm{pad}}[s (i + a) + p]\, W[s a + p],
 
     a stride-1 convolution over the blocks :math:`x_{\mathrm{pad}}[s b + p]` with the kernel
-    :math:`W[s a + p]` (zero-padded to a multiple of :math:`s` taps).
+    :math:`W[s a + p]` (zero-padded to a multiple of :math:`s` taps). Its input derivative is
+    a stride-1 convolution too, where ``lax.conv``'s is one of a zero-dilated image.
     """
     n, h, w, c = x.shape
     k = kernel.shape[0]
@@ -218,7 +237,76 @@ def _space_to_depth_conv(x: jax.Array, kernel: jax.Array, strides: int, padding)
     kernel = jnp.pad(kernel, ((0, blocks * strides - k), (0, blocks * strides - k), (0, 0), (0, 0)))
     kernel = kernel.reshape(blocks, strides, blocks, strides, c, -1).transpose(0, 2, 1, 3, 4, 5)
     kernel = kernel.reshape(blocks, blocks, strides * strides * c, -1)
-    return _lax_conv(x, kernel, 1, "VALID")
+    return _lax_conv(x, kernel, strides=1, padding=((0, 0), (0, 0)))
+
+
+def _patches_conv(x: jax.Array, kernel: jax.Array, *, padding: Padding) -> jax.Array:
+    r"""A stride-1 convolution as one matrix product: :math:`y[i] = \sum_{u} x_{\mathrm{pad}}[i + u]\, W[u]`.
+
+    The ``k × k`` shifted copies of the image are its patch matrix, ``(pixels, k² · in)``;
+    worth it when ``in`` is so small that a convolution cannot vectorise over it.
+    """
+    (top, bottom), (left, right) = padding
+    k_h, k_w, c, _ = kernel.shape
+    h, w = x.shape[1:3]
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    patches = jnp.concatenate([x[:, u : u + h, v : v + w] for u in range(k_h) for v in range(k_w)], axis=-1)
+    return jnp.einsum("nhwp,po->nhwo", patches, kernel.reshape(k_h * k_w * c, -1))
+
+
+Form = Callable[[jax.Array, jax.Array], jax.Array]  # (x, kernel) -> y, one formulation of one linear map
+
+
+class _Forms(NamedTuple):
+    """Which formulation computes each part of a layer: its output and its two derivatives."""
+
+    output: Form
+    input_tangent: Form
+    kernel_tangent: Form
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _by_forms(x: jax.Array, kernel: jax.Array, forms: _Forms) -> jax.Array:
+    return forms.output(x, kernel)
+
+
+@functools.partial(_by_forms.defjvp, symbolic_zeros=True)
+def _by_forms_jvp(forms, primals, tangents):
+    # The layers are bilinear: y' = f(x', W) + f(x, W'). Reverse mode transposes each term,
+    # so the form chosen for a tangent is the form its gradient takes; every form is plain
+    # JAX, so forward mode, vmap and higher derivatives pass through.
+    x, kernel = primals
+    dx, dkernel = tangents
+    y = _by_forms(x, kernel, forms)
+    parts = []
+    if not isinstance(dx, SymbolicZero):
+        parts.append(forms.input_tangent(dx, kernel))
+    if not isinstance(dkernel, SymbolicZero):
+        parts.append(forms.kernel_tangent(x, dkernel))
+    return y, functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(y)
+
+
+def _apply(forms: _Forms, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    if forms.output is forms.input_tangent is forms.kernel_tangent:
+        return forms.output(x, kernel)  # one form: autodiff's derivatives are that form's
+    return _by_forms(x, kernel, forms)
+
+
+def _conv_forms(x: jax.Array, kernel: jax.Array, strides: int, plan: ConvPlan) -> _Forms:
+    """The plan's formulation of each part of a SAME convolution (measured choices, see :func:`plan_for`)."""
+    padding = (_same_padding(x.shape[1], kernel.shape[0], strides), _same_padding(x.shape[2], kernel.shape[1], strides))
+    plain = functools.partial(_lax_conv, strides=strides, padding=padding)
+    square = kernel.shape[0] == kernel.shape[1]
+    one_channel = x.shape[-1] == 1
+    if square and strides > 1 and plan.space_to_depth:
+        blocks = functools.partial(_space_to_depth_conv, strides=strides, padding=padding)
+        if one_channel:  # the input derivative of data is rarely formed; lax's was faster for it
+            return _Forms(blocks, plain, blocks)
+        return _Forms(plain, blocks, plain)
+    if square and strides == 1 and one_channel and kernel.shape[0] > 1 and plan.patches:
+        patches = functools.partial(_patches_conv, padding=padding)
+        return _Forms(patches, patches, plain)
+    return _Forms(plain, plain, plain)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *, strides: int = 1,
@@ -239,14 +327,19 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *, st
     Returns:
       ``(batch, ceil(height / s), ceil(width / s), out)``.
     """
-    plan = plan or current_plan()
-    padding = (_same_padding(x.shape[1], kernel.shape[0], strides), _same_padding(x.shape[2], kernel.shape[1], strides))
-    square = kernel.shape[0] == kernel.shape[1] and x.shape[1] == x.shape[2]
-    if strides > 1 and square and plan.space_to_depth and x.shape[-1] == 1:
-        y = _space_to_depth_conv(x, kernel, strides, padding)
-    else:
-        y = _lax_conv(x, kernel, strides, padding)
-    return _add_bias(y, bias)
+    forms = _conv_forms(x, kernel, strides, plan or current_plan())
+    return _add_bias(_apply(forms, x, kernel), bias)
+
+
+def _conv_transpose_forms(x: jax.Array, kernel: jax.Array, strides: int, plan: ConvPlan) -> _Forms:
+    dilated = functools.partial(_dilated_conv_transpose, strides=strides)
+    # With one output channel each phase would be a one-channel convolution: the dilated one is faster.
+    if plan.subpixel and kernel.shape[0] == kernel.shape[1] and kernel.shape[-1] > 1:
+        phases = functools.partial(_subpixel_conv, taps=_transposed_taps(kernel.shape[0], strides),
+                                   out_size=(x.shape[1] * strides, x.shape[2] * strides))
+        # The input derivative of the dilated form is a strided convolution, without dilation.
+        return _Forms(phases, dilated, phases)
+    return _Forms(dilated, dilated, dilated)
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *, strides: int = 2,
@@ -263,14 +356,8 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = N
     Returns:
       ``(batch, strides * height, strides * width, out)``.
     """
-    plan = plan or current_plan()
-    # With one output channel each phase would be a one-channel convolution: the dilated one is faster.
-    if plan.subpixel and kernel.shape[0] == kernel.shape[1] and kernel.shape[-1] > 1:
-        taps = _transposed_taps(kernel.shape[0], strides)
-        y = _subpixel_conv(x, kernel, taps, (x.shape[1] * strides, x.shape[2] * strides))
-    else:
-        y = lax.conv_transpose(x, kernel, (strides, strides), "SAME", dimension_numbers=_DIMENSIONS)
-    return _add_bias(y, bias)
+    forms = _conv_transpose_forms(x, kernel, strides, plan or current_plan())
+    return _add_bias(_apply(forms, x, kernel), bias)
 
 
 def repeat_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, *, factor: int = 2,
@@ -283,7 +370,7 @@ def repeat_conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None
     plan = plan or current_plan()
     if plan.subpixel and kernel.shape[0] == kernel.shape[1]:
         taps = _repeat_taps(kernel.shape[0], factor)
-        y = _subpixel_conv(x, kernel, taps, (x.shape[1] * factor, x.shape[2] * factor))
+        y = _subpixel_conv(x, kernel, taps=taps, out_size=(x.shape[1] * factor, x.shape[2] * factor))
         return _add_bias(y, bias)
     x = jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
     return conv2d(x, kernel, bias, plan=plan)
