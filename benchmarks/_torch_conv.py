@@ -1,9 +1,8 @@
 """The PyTorch references for ``conv_throughput.py``: the conv VAE and the U-Net, written the idiomatic PyTorch way.
 
 Same architectures as ``vaekit.models.VAE`` (conv) and ``vaekit.segmentation.UNet`` (NCHW here,
-NHWC there; PyTorch's default initialisation), same losses, Adam 1e-3, batches cut from a
-pre-loaded tensor by a fresh random permutation every epoch (the last partial batch dropped,
-as ``vaekit.train.fit`` does). ``torch.set_num_threads`` is left at its default.
+NHWC there; PyTorch's default initialisation), same losses; ``_torch_trainer.TorchTrainer``
+trains them.
 
 Padding: vaekit's SAME padding of a kernel-4 stride-2 convolution is one pixel on each side,
 PyTorch's ``padding=1``; a SAME kernel-4 stride-2 transposed convolution doubles the size like
@@ -11,8 +10,6 @@ PyTorch's ``padding=1``; a SAME kernel-4 stride-2 transposed convolution doubles
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
@@ -90,34 +87,3 @@ class TorchUNet(nn.Module):
     def loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         images, masks = batch
         return F.cross_entropy(self(images), masks)
-
-
-class TorchTrainer:
-    """Adam 1e-3 on ``model.loss`` of shuffled batches of pre-loaded NCHW tensors."""
-
-    def __init__(self, model: nn.Module, arrays: tuple[np.ndarray, ...], *, batch_size: int, seed: int = 0):
-        torch.manual_seed(seed)
-        self.model = model
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        self.arrays = tuple(
-            torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2) if a.ndim == 4 else a.astype(np.int64)))
-            for a in arrays
-        )
-        self.batch_size = batch_size
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.arrays[0].shape[0] // self.batch_size
-
-    def epoch(self) -> float:
-        """Trains one epoch; returns its images per second."""
-        self.model.train()
-        start = time.perf_counter()
-        order = torch.randperm(self.arrays[0].shape[0])
-        for s in range(self.steps_per_epoch):
-            index = order[s * self.batch_size : (s + 1) * self.batch_size]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.model.loss(tuple(a[index] for a in self.arrays))
-            loss.backward()
-            self.optimizer.step()
-        return self.steps_per_epoch * self.batch_size / (time.perf_counter() - start)

@@ -1,15 +1,12 @@
 """The PyTorch reference: the same 784-400-20 MLP VAE, written the idiomatic PyTorch way.
 
-Shared by ``train_throughput.py`` and ``quality.py`` (the ``bench`` extra installs torch).
-Linear layers with PyTorch's default initialisation, binary cross-entropy with logits summed
-over pixels, the closed-form Gaussian KL, one reparameterized sample, Adam, and batches cut
-from a pre-loaded tensor by a fresh random permutation every epoch (the last partial batch
-dropped, as ``vaekit.fit`` does). ``torch.set_num_threads`` is left at its default.
+Shared by ``train_throughput.py`` and ``quality.py`` (the ``bench`` extra installs torch),
+trained by ``_torch_trainer.TorchTrainer``. Linear layers with PyTorch's default
+initialisation, binary cross-entropy with logits summed over pixels, the closed-form
+Gaussian KL, one reparameterized sample.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
@@ -40,38 +37,15 @@ class TorchVAE(nn.Module):
         rate = 0.5 * (mean.square() + log_var.exp() - log_var - 1).sum(-1)
         return distortion + rate
 
+    def loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The mean -ELBO of a batch of images (N, 1, H, W)."""
+        return self.neg_elbo(batch[0].flatten(1)).mean()
 
-class TorchTrainer:
-    """Adam 1e-3 on the mean per-example -ELBO of batches of ``batch_size``."""
 
-    def __init__(self, images: np.ndarray, *, batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0):
-        torch.manual_seed(seed)
-        self.images = torch.from_numpy(np.ascontiguousarray(images.reshape(images.shape[0], -1)))
-        self.batch_size = batch_size
-        self.model = TorchVAE(pixels=self.images.shape[1])
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.images.shape[0] // self.batch_size
-
-    def epoch(self) -> float:
-        """Trains one epoch; returns its images per second."""
-        self.model.train()
-        start = time.perf_counter()
-        order = torch.randperm(self.images.shape[0])
-        for step in range(self.steps_per_epoch):
-            x = self.images[order[step * self.batch_size : (step + 1) * self.batch_size]]
-            loss = self.model.neg_elbo(x).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        return self.steps_per_epoch * self.batch_size / (time.perf_counter() - start)
-
-    @torch.no_grad()
-    def test_neg_elbo(self, images: np.ndarray, batch_size: int = 1000) -> float:
-        """Mean single-sample -ELBO over ``images``, in nats."""
-        self.model.eval()
-        x = torch.from_numpy(np.ascontiguousarray(images.reshape(images.shape[0], -1)))
-        total = sum(float(self.model.neg_elbo(x[i : i + batch_size]).sum()) for i in range(0, x.shape[0], batch_size))
-        return total / x.shape[0]
+@torch.no_grad()
+def test_neg_elbo(model: TorchVAE, images: np.ndarray, batch_size: int = 1000) -> float:
+    """Mean single-sample -ELBO over ``images`` (N, H, W, 1), in nats."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(images.reshape(images.shape[0], -1)))
+    total = sum(float(model.neg_elbo(x[i : i + batch_size]).sum()) for i in range(0, x.shape[0], batch_size))
+    return total / x.shape[0]

@@ -42,8 +42,9 @@ import torch
 from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _timing import DISTURBED, CpuShare, marked, summary  # noqa: E402
-from _torch_conv import TorchConvVAE, TorchTrainer, TorchUNet  # noqa: E402
+from _timing import FitRounds, Standings, race  # noqa: E402
+from _torch_conv import TorchConvVAE, TorchUNet  # noqa: E402
+from _torch_trainer import TorchTrainer  # noqa: E402
 
 import vaekit as vk  # noqa: E402
 from vaekit import nn, segmentation  # noqa: E402
@@ -164,33 +165,16 @@ def compare_loops(images: np.ndarray, upsampling: str) -> None:
     print(f"  vaekit.nn.preferred_loop picks {nn.preferred_loop(model)!r} for it")
 
 
-def race(name: str, model: nnx.Module, arrays: tuple[np.ndarray, ...], reference: TorchTrainer, *, batch_size: int,
-         rounds: int, objective=None) -> float:
-    """Alternates an epoch of vaekit and one of PyTorch ``rounds`` times; returns the ratio of the best epochs."""
-    config = vk.TrainConfig(epochs=1, batch_size=batch_size, learning_rate=1e-3)
-    reference.epoch()  # warm-up, like vaekit's compilation: not counted
-    cpu = CpuShare()
-    ours, theirs, ours_disturbed, theirs_disturbed, compile_seconds, opt_state = [], [], [], [], [], None
-    for r in range(rounds):
-        before = cpu.snapshot()
-        result = vk.fit(model, arrays, None, config, objective=objective, opt_state=opt_state, first_epoch=r + 1,
-                        progress=False)
-        ours_disturbed.append(cpu.others(before, cpu.snapshot()) > DISTURBED)
-        opt_state = result.opt_state
-        compile_seconds.append(result.compile_seconds)
-        ours.append(result.history[0]["images_per_s"])
-        before = cpu.snapshot()
-        theirs.append(reference.epoch())
-        theirs_disturbed.append(cpu.others(before, cpu.snapshot()) > DISTURBED)
-        print(f"  round {r + 1}/{rounds}: vaekit {marked(ours[-1], ours_disturbed[-1])} | "
-              f"pytorch {marked(theirs[-1], theirs_disturbed[-1])} images/s", flush=True)
-    best, median, n_ours = summary(ours, ours_disturbed)
-    best_ref, median_ref, n_theirs = summary(theirs, theirs_disturbed)
-    print(f"  {name}: vaekit best {best:,.0f} median {median:,.0f} ({n_ours}/{len(ours)} undisturbed; compile "
-          f"{min(compile_seconds):.2f}-{max(compile_seconds):.2f} s) | pytorch best {best_ref:,.0f} median "
-          f"{median_ref:,.0f} ({n_theirs}/{len(theirs)}) | ratio best {best / best_ref:.2f}x median "
-          f"{median / median_ref:.2f}x")
-    return best / best_ref
+def epoch_config(batch_size: int) -> vk.TrainConfig:
+    return vk.TrainConfig(epochs=1, batch_size=batch_size, learning_rate=1e-3)
+
+
+def race_one_epoch_rounds(ours: FitRounds, reference: TorchTrainer, *, rounds: int) -> Standings:
+    """One epoch a side per round; PyTorch warms up first, as vaekit compiles first (neither counted)."""
+    reference.epoch()
+    standings = race(ours, lambda end: reference.epochs(1, end), rounds=rounds)
+    print(f"  vaekit compile time {min(ours.compile_seconds):.2f}-{max(ours.compile_seconds):.2f} s")
+    return standings
 
 
 def main(argv=None) -> None:
@@ -213,16 +197,17 @@ def main(argv=None) -> None:
 
     print(f"conv VAE ({args.upsampling} upsampling), batch 128, {images.shape[0]:,} images per epoch:")
     vae = vk.make_vae(vk.VAEConfig(architecture="conv", latent_dim=16, upsampling=args.upsampling))
-    torch_vae = TorchTrainer(TorchConvVAE(latent=16, upsampling=args.upsampling), (images,), batch_size=128)
-    vae_ratio = race("conv VAE", vae, (images,), torch_vae, batch_size=128, rounds=args.rounds)
+    torch_vae = TorchTrainer(lambda: TorchConvVAE(latent=16, upsampling=args.upsampling), (images,), batch_size=128)
+    vae = race_one_epoch_rounds(FitRounds(vae, (images,), epoch_config(128)), torch_vae, rounds=args.rounds)
 
     print(f"U-Net ({args.upsampling} upsampling), batch 32, {len(scenes):,} scenes per epoch:")
     unet = segmentation.UNet(upsampling=args.upsampling, rngs=nnx.Rngs(0))
-    torch_unet = TorchTrainer(TorchUNet(upsampling=args.upsampling), scenes.arrays, batch_size=32)
-    unet_ratio = race("U-Net", unet, scenes.arrays, torch_unet, batch_size=32, rounds=args.rounds,
-                      objective=segmentation.SegmentationObjective())
+    torch_unet = TorchTrainer(lambda: TorchUNet(upsampling=args.upsampling), scenes.arrays, batch_size=32)
+    ours = FitRounds(unet, scenes.arrays, epoch_config(32), objective=segmentation.SegmentationObjective())
+    unet = race_one_epoch_rounds(ours, torch_unet, rounds=args.rounds)
 
-    print(json.dumps({"conv_vae_vs_pytorch": round(vae_ratio, 3), "unet_vs_pytorch": round(unet_ratio, 3)}))
+    print(json.dumps({"conv_vae_vs_pytorch": round(vae.best / vae.reference_best, 3),
+                      "unet_vs_pytorch": round(unet.best / unet.reference_best, 3)}))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import time
 import jax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _torch_vae import TorchTrainer  # noqa: E402
+from _torch_trainer import TorchTrainer  # noqa: E402
+from _torch_vae import TorchVAE, test_neg_elbo  # noqa: E402
 
 import vaekit as vk  # noqa: E402
 
@@ -46,11 +47,11 @@ def main(argv=None) -> None:
     vaekit_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    reference = TorchTrainer(train.images, batch_size=128, learning_rate=1e-3, seed=args.seed)
+    reference = TorchTrainer(TorchVAE, (train.images,), batch_size=128, learning_rate=1e-3, seed=args.seed)
     theirs = []
     for _ in range(args.epochs):
         reference.epoch()
-        theirs.append(reference.test_neg_elbo(test.images))
+        theirs.append(test_neg_elbo(reference.model, test.images))
     torch_seconds = time.perf_counter() - start
 
     print("test -ELBO (nats per image, one posterior sample) after each epoch")

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _timing import DISTURBED, CpuShare, marked, summary  # noqa: E402
-from _torch_vae import TorchTrainer  # noqa: E402
+from _timing import FitRounds, race  # noqa: E402
+from _torch_trainer import TorchTrainer  # noqa: E402
+from _torch_vae import TorchVAE  # noqa: E402
 
 import vaekit as vk  # noqa: E402
 
@@ -88,41 +89,19 @@ def main(argv=None) -> None:
 
     model = vk.make_vae(vk.VAEConfig())
     config = vk.TrainConfig(epochs=args.epochs_per_round, batch_size=BATCH, learning_rate=1e-3, loop="scan")
-    reference = TorchTrainer(train.images, batch_size=BATCH, learning_rate=1e-3)
+    ours = FitRounds(model, train, config)
+    reference = TorchTrainer(TorchVAE, (train.images,), batch_size=BATCH, learning_rate=1e-3)
     reference.epoch()  # warm-up, like vaekit's compilation: not counted
-
-    cpu = CpuShare()
-    ours, theirs, ours_disturbed, theirs_disturbed, compile_seconds, opt_state = [], [], [], [], [], None
-    for r in range(args.rounds):
-        snapshots = [cpu.snapshot()]
-        result = vk.fit(model, train, None, config, opt_state=opt_state, first_epoch=r * args.epochs_per_round + 1,
-                        progress=False, on_epoch_end=lambda entry: snapshots.append(cpu.snapshot()))
-        opt_state = result.opt_state
-        compile_seconds.append(result.compile_seconds)
-        ours += [h["images_per_s"] for h in result.history]
-        ours_disturbed += [cpu.others(a, b) > DISTURBED for a, b in zip(snapshots, snapshots[1:])]
-        for _ in range(args.epochs_per_round):
-            before = cpu.snapshot()
-            theirs.append(reference.epoch())
-            theirs_disturbed.append(cpu.others(before, cpu.snapshot()) > DISTURBED)
-        k = args.epochs_per_round
-        print(f"round {r + 1}/{args.rounds}: vaekit "
-              f"{' '.join(marked(v, d) for v, d in zip(ours[-k:], ours_disturbed[-k:]))}"
-              f" | pytorch {' '.join(marked(v, d) for v, d in zip(theirs[-k:], theirs_disturbed[-k:]))} images/s",
-              flush=True)
-
-    best, median, n_ours = summary(ours, ours_disturbed)
-    best_ref, median_ref, n_theirs = summary(theirs, theirs_disturbed)
-    print()
-    print(f"vaekit  images/s: best {best:,.0f}  median {median:,.0f}  ({n_ours} of {len(ours)} epochs undisturbed)")
-    print(f"pytorch images/s: best {best_ref:,.0f}  median {median_ref:,.0f}  "
-          f"({n_theirs} of {len(theirs)} epochs undisturbed)")
-    print(f"ratio vaekit/pytorch: best {best / best_ref:.2f}x  median {median / median_ref:.2f}x")
+    print(f"vaekit and PyTorch alternating, {args.epochs_per_round} epochs each per round:")
+    standings = race(ours, lambda end: reference.epochs(args.epochs_per_round, end), rounds=args.rounds)
+    compile_seconds = ours.compile_seconds
     peak = max(peak, matmul_peak_gflops())  # measured again: the best of both, in case the first was disturbed
     print(f"float32 matmul peak, best of two measurements: {peak:.1f} GFLOP/s")
     print(f"vaekit compile time: {compile_seconds[0]:.2f} s (first fit), {min(compile_seconds):.2f} s (fastest)")
-    print(f"vaekit achieved {best * flops / 1e9:.1f} GFLOP/s = {100 * best * flops / 1e9 / peak:.0f}% of the "
-          f"matmul peak (median epoch: {100 * median * flops / 1e9 / peak:.0f}%)")
+    achieved = standings.best * flops / 1e9
+    print(f"vaekit achieved {achieved:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of the matmul peak "
+          f"(median epoch: {100 * standings.median * flops / 1e9 / peak:.0f}%)")
+
 
 if __name__ == "__main__":
     main()

@@ -126,6 +126,7 @@ CASES = [
     Case("conv", 64, 1, 4, 4, 2),
     Case("conv", 9, 3, 2, 3, 3),
     Case("conv", 14, 1, 2, 5, 3),
+    Case("conv", 7, 3, 2, 1, 1),  # 1x1: a matmul over channels
     Case("conv", 7, 1, 2, 1, 2),  # kernel smaller than the stride
     Case("conv", 14, 2, 1, 1, 3),
     Case("conv", (6, 9), 2, 3, 3, 2),  # not square
@@ -287,6 +288,7 @@ JVP_CASES = [
     Case("conv", 8, 3, 2, 4, 2),
     Case("conv", 8, 1, 2, 4, 2),
     Case("conv", 7, 1, 3, 3, 1),
+    Case("conv", 6, 3, 2, 1, 1),
     Case("transposed", 5, 3, 2, 4, 2),
     Case("transposed", 5, 3, 1, 4, 2),
     Case("repeat", 5, 3, 2, 3, 2),
@@ -430,6 +432,9 @@ def test_each_plan_computes_the_layers_its_own_way(plan):
         assert (len(convs(stem, thin_x)) == 0) == chosen.patches
         assert (len(convs(stem, thin_x, grad=1)) == 0) == chosen.patches
         assert convs(stem, thin_x, grad=0)  # its kernel gradient stays a convolution
+        # A 1x1 convolution: a convolution, or a matmul over channels in every part.
+        pointwise = lambda: nn.Conv(3, 4, 1, rngs=nnx.Rngs(0))
+        assert all((len(convs(pointwise, x, grad=g)) == 0) == chosen.patches for g in (None, 0, 1))
 
 
 def test_an_explicit_plan_argument_overrides_the_current_plan():

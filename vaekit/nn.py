@@ -78,8 +78,9 @@ class ConvPlan:
       space_to_depth: strided convolutions regroup each ``stride × stride`` block of pixels
         into channels and convolve with stride 1 (:func:`_space_to_depth_conv`): for the
         input's derivative always, for the output too when the input has one channel.
-      patches: a stride-1 convolution of a one-channel image is one matrix product with
-        its ``k × k`` patches (:func:`_patches_conv`), output and input derivative.
+      patches: a stride-1 convolution as one matrix product with its patches
+        (:func:`_patches_conv`): with a 1×1 kernel always, with one input channel for the
+        output and input derivative (``k × k`` patches of one number each).
     """
 
     subpixel: bool = False
@@ -92,13 +93,14 @@ def plan_for(backend: str) -> ConvPlan:
 
     On the CPU, XLA computes a transposed convolution, and the input gradient of a strided
     one, as a convolution of an image dilated with zeros (three multiplications in four by
-    zero for stride 2), and its convolution kernel vectorises over channels, so a layer
-    with a single input channel runs at a fraction of its speed. Each field of the CPU
-    plan removes one of these; ``benchmarks/conv_throughput.py`` measures every layer both
-    ways (the README's Performance section has the numbers: 6-10x for transposed
-    convolutions, 2-3x for the strided convolution at full resolution). On GPUs and TPUs,
-    cuDNN and the TPU compiler handle dilations and thin layers natively, so the layers
-    are flax's own.
+    zero for stride 2); its convolution kernel vectorises over channels, so a layer with a
+    single input channel runs at a fraction of its speed; and it computes the gradients of
+    a 1×1 convolution more slowly than the matmul that it is. Each field of the CPU plan
+    removes one of these; ``benchmarks/conv_throughput.py`` measures every layer both ways
+    (the README's Performance section has the numbers: 5.6-12.7x for transposed
+    convolutions, 2.4-2.7x for the strided convolution at full resolution). On GPUs and
+    TPUs, cuDNN and the TPU compiler handle dilations and thin layers natively, so the
+    layers are flax's own.
     """
     if backend == "cpu":
         return ConvPlan(subpixel=True, space_to_depth=True, patches=True)
@@ -249,9 +251,10 @@ def _patches_conv(x: jax.Array, kernel: jax.Array, *, padding: Padding) -> jax.A
     (top, bottom), (left, right) = padding
     k_h, k_w, c, _ = kernel.shape
     h, w = x.shape[1:3]
-    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    patches = jnp.concatenate([x[:, u : u + h, v : v + w] for u in range(k_h) for v in range(k_w)], axis=-1)
-    return jnp.einsum("nhwp,po->nhwo", patches, kernel.reshape(k_h * k_w * c, -1))
+    if k_h * k_w > 1:
+        x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        x = jnp.concatenate([x[:, u : u + h, v : v + w] for u in range(k_h) for v in range(k_w)], axis=-1)
+    return jnp.einsum("nhwp,po->nhwo", x, kernel.reshape(k_h * k_w * c, -1))
 
 
 Form = Callable[[jax.Array, jax.Array], jax.Array]  # (x, kernel) -> y, one formulation of one linear map
@@ -303,9 +306,12 @@ def _conv_forms(x: jax.Array, kernel: jax.Array, strides: int, plan: ConvPlan) -
         if one_channel:  # the input derivative of data is rarely formed; lax's was faster for it
             return _Forms(blocks, plain, blocks)
         return _Forms(plain, blocks, plain)
-    if square and strides == 1 and one_channel and kernel.shape[0] > 1 and plan.patches:
+    if square and strides == 1 and plan.patches:
         patches = functools.partial(_patches_conv, padding=padding)
-        return _Forms(patches, patches, plain)
+        if kernel.shape[0] == 1:  # a matmul over channels: XLA's convolution gradients were 1.5-2x slower
+            return _Forms(patches, patches, patches)
+        if one_channel:
+            return _Forms(patches, patches, plain)
     return _Forms(plain, plain, plain)
 
 
