@@ -192,6 +192,7 @@ def _compiler_options(device: jax.Device) -> dict[str, str] | None:
 
 class _Compiled(NamedTuple):
     epoch: Callable  # scan loop: whole epoch
+    schedule: Callable  # step loop: an epoch's batches and keys
     step: Callable  # step loop: one batch
     evaluate: Callable
 
@@ -224,12 +225,17 @@ def _compile_functions(graphdef, optimizer, objective: Objective, config: TrainC
         means = {name: jnp.mean(value) for name, value in jax.lax.optimization_barrier(metrics).items()}
         return params, opt_state, jnp.mean(losses), means
 
-    def epoch(params, opt_state, arrays, key, first_step):
+    def schedule(arrays, key):
+        """The epoch's batches (a fresh permutation, cut into ``steps_per_epoch`` rows) and per-step keys."""
         shuffle_key, steps_key = jax.random.split(key)
-        n = arrays[0].shape[0]
-        order = jax.random.permutation(shuffle_key, n)[: steps_per_epoch * config.batch_size]
-        order = order.reshape(steps_per_epoch, config.batch_size)
-        keys = _step_keys(steps_key, steps_per_epoch)
+        order = jax.random.permutation(shuffle_key, arrays[0].shape[0])[: steps_per_epoch * config.batch_size]
+        return order.reshape(steps_per_epoch, config.batch_size), _step_keys(steps_key, steps_per_epoch)
+
+    def scheduled_update(params, opt_state, arrays, order, keys, offset, first_step):
+        return update(params, opt_state, arrays, order[offset], keys[offset], first_step + offset)
+
+    def epoch(params, opt_state, arrays, key, first_step):
+        order, keys = schedule(arrays, key)
 
         def body(carry, inputs):
             params, opt_state = carry
@@ -267,7 +273,8 @@ def _compile_functions(graphdef, optimizer, objective: Objective, config: TrainC
 
     return _Compiled(
         epoch=jax.jit(epoch, donate_argnums=(0, 1)),
-        step=jax.jit(update, donate_argnums=(0, 1)),
+        schedule=jax.jit(schedule),
+        step=jax.jit(scheduled_update, donate_argnums=(0, 1)),
         evaluate=jax.jit(evaluate),
     )
 
@@ -391,8 +398,10 @@ def fit(
     if loop == "scan":
         run_epoch = fns.epoch.lower(params, opt_state, train_device, key_of(0, 0), jnp.int32(0)).compile(options)
     else:
-        run_step = fns.step.lower(params, opt_state, train_device, jnp.zeros(config.batch_size, jnp.int32),
-                                  _step_keys(key_of(0, 0), 1)[0], jnp.int32(0)).compile(options)
+        run_schedule = fns.schedule.lower(train_device, key_of(0, 0)).compile(options)
+        order, keys = jax.eval_shape(fns.schedule, train_device, key_of(0, 0))
+        first = np.int32(0)
+        run_step = fns.step.lower(params, opt_state, train_device, order, keys, first, first).compile(options)
     run_eval = None
     if test_device is not None:
         run_eval = fns.evaluate.lower(params, test_device, key_of(1, 0)).compile(options)
@@ -411,9 +420,10 @@ def fit(
                 losses = np.asarray(losses)
                 tracker.advance(steps_per_epoch)
             else:
+                schedule = run_schedule(train_device, key_of(0, epoch))
                 new_params, new_opt_state, losses, means = _run_steps(
-                    run_step, *_fresh_copy(params, opt_state), train_device, key_of(0, epoch), first_step,
-                    n=n, batch_size=config.batch_size, steps=steps_per_epoch, tracker=tracker,
+                    run_step, *_fresh_copy(params, opt_state), train_device, schedule, first_step,
+                    steps=steps_per_epoch, tracker=tracker,
                 )
             seconds = time.perf_counter() - tic
             bad = _first_bad_step(losses)
@@ -446,23 +456,26 @@ def fit(
     return TrainResult(model=model, opt_state=opt_state, history=history, compile_seconds=compile_seconds)
 
 
-def _run_steps(run_step, params, opt_state, arrays, key, first_step, *, n, batch_size, steps, tracker):
-    """One epoch of compiled steps; syncs every few steps so the progress bar tells the truth."""
-    shuffle_key, steps_key = jax.random.split(key)
-    order = jax.random.permutation(shuffle_key, n)[: steps * batch_size].reshape(steps, batch_size)
-    keys = _step_keys(steps_key, steps)
+def _run_steps(run_step, params, opt_state, arrays, schedule, first_step, *, steps, tracker):
+    """One epoch of compiled steps; syncs every few steps so the progress bar tells the truth.
+
+    Each step picks its batch and keys from the epoch's ``schedule`` itself: the Python loop
+    dispatches one call per step and compiles nothing on the way.
+    """
+    order, keys = schedule
+    first_step = np.int32(first_step)
     losses, metrics = [], []
     sync_every, reported = 20, 0
     for s in range(steps):
-        params, opt_state, loss, means = run_step(params, opt_state, arrays, order[s], keys[s], jnp.int32(first_step + s))
+        params, opt_state, loss, means = run_step(params, opt_state, arrays, order, keys, np.int32(s), first_step)
         losses.append(loss)
         metrics.append(means)
         if (s + 1) % sync_every == 0 or s + 1 == steps:
             loss.block_until_ready()
             tracker.advance(s + 1 - reported)
             reported = s + 1
-    stacked = {name: np.asarray(jnp.stack([m[name] for m in metrics])) for name in metrics[0]}
-    return params, opt_state, np.asarray(jnp.stack(losses)), stacked
+    losses, metrics = jax.device_get((losses, metrics))
+    return params, opt_state, np.stack(losses), {name: np.stack([m[name] for m in metrics]) for name in metrics[0]}
 
 
 def evaluate(
