@@ -73,15 +73,21 @@ def layer_table(upsampling: str) -> list[tuple[str, nnx.Module, tuple[int, ...]]
     ]
 
 
-def median_ms(call, repeats: int) -> float:
-    """Median milliseconds of ``call()`` after one warm-up call; ``call`` waits for its result."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_ms(*calls, repeats: int) -> list[float]:
+    """Median milliseconds of each ``call()``; each waits for its result.
+
+    After one warm-up call each, the calls take turns, so that a drift in the machine's
+    speed touches all of them alike.
+    """
+    times = [[] for _ in calls]
+    for call in calls:
         call()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    for _ in range(repeats):
+        for call, spent in zip(calls, times):
+            start = time.perf_counter()
+            call()
+            spent.append(time.perf_counter() - start)
+    return [1e3 * float(np.median(spent)) for spent in times]
 
 
 def compiled(function, *args):
@@ -90,8 +96,8 @@ def compiled(function, *args):
     return lambda: jax.block_until_ready(executable(*args))
 
 
-def time_layer(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan, *, repeats: int) -> float:
-    """Median milliseconds of one forward and backward pass.
+def layer_step(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan):
+    """One forward and backward pass of ``layer`` under ``plan``, compiled.
 
     Backward gives the parameters' gradients, and the input's too unless the input is a
     one-channel image: the first layer's input is the data, whose gradient training never forms.
@@ -103,8 +109,7 @@ def time_layer(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan, *, 
         return jnp.sum(jnp.square(nnx.merge(graphdef, params)(x)))
 
     with nn.use_plan(plan):
-        call = compiled(jax.grad(loss, argnums=(0,) if shape[-1] == 1 else (0, 1)), params, x)
-    return median_ms(call, repeats)
+        return compiled(jax.grad(loss, argnums=(0,) if shape[-1] == 1 else (0, 1)), params, x)
 
 
 def compare_plans(upsampling: str, repeats: int) -> None:
@@ -112,8 +117,8 @@ def compare_plans(upsampling: str, repeats: int) -> None:
     chosen = nn.plan_for(backend)
     print(f"conv layers, forward + backward, median ms: flax's formulation vs vaekit.nn.plan_for({backend!r}) = {chosen}")
     for name, layer, shape in layer_table(upsampling):
-        flax_ms = time_layer(layer, shape, nn.ConvPlan(), repeats=repeats)
-        ours_ms = time_layer(layer, shape, chosen, repeats=repeats)
+        flax_ms, ours_ms = median_ms(layer_step(layer, shape, nn.ConvPlan()), layer_step(layer, shape, chosen),
+                                     repeats=repeats)
         print(f"  {name:32s} flax {flax_ms:7.2f}  plan {ours_ms:7.2f}  speed-up {flax_ms / ours_ms:5.2f}x", flush=True)
 
 
@@ -150,7 +155,9 @@ def compare_parts(repeats: int) -> None:
             lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, stride=s, padding=1),
             lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, stride=s, padding=1),
         ]
-        cells = [f"{median_ms(a, repeats):6.2f} / {median_ms(b, repeats):6.2f}" for a, b in zip(ours, theirs)]
+        # One function at a time: PyTorch's threads spin for a while after each call.
+        cells = [f"{median_ms(a, repeats=repeats)[0]:6.2f} / {median_ms(b, repeats=repeats)[0]:6.2f}"
+                 for a, b in zip(ours, theirs)]
         print(f"  {cin:2d}->{cout:2d} k{k} s{s} @{size:2d} batch {batch:3d}: output {cells[0]}  input grad {cells[1]}  "
               f"kernel grad {cells[2]}", flush=True)
 
