@@ -541,8 +541,8 @@ def preferred_loop(model: nnx.Module) -> str:
     """``"scan"`` (whole epoch in one ``lax.scan``) or ``"step"`` (a compiled step per batch).
 
     Measured on a 2-core CPU (``benchmarks/conv_throughput.py``, ``benchmarks/train_throughput.py``):
-    XLA runs ``lax.conv`` inside a scan body 4-13x slower than in a per-step jit (the conv
-    VAE trained at 13x the speed with steps: 4,011 against 305 images/s), while a dense-only model is fastest as one scan
+    XLA runs ``lax.conv`` inside a scan body 4-10x slower than in a per-step jit, layer by
+    layer, and the conv VAE trained 13x faster with steps (4,011 against 305 images/s), while a dense-only model is fastest as one scan
     (no Python between steps). On GPUs and TPUs this choice is unmeasured; steps are right
     everywhere, only the speed differs.
     """
