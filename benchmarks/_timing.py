@@ -12,6 +12,8 @@ import pathlib
 import statistics
 from typing import Callable, NamedTuple
 
+import vaekit as vk
+
 DISTURBED = 0.05  # share of the machine's CPU time taken by other processes
 
 
@@ -102,8 +104,6 @@ class FitRounds:
         self.opt_state, self.next_epoch, self.compile_seconds = None, 1, []
 
     def __call__(self, on_epoch_end: Callable[..., object]) -> list[float]:
-        import vaekit as vk
-
         result = vk.fit(self.model, self.train_data, None, self.config, objective=self.objective,
                         opt_state=self.opt_state, first_epoch=self.next_epoch, progress=False, on_epoch_end=on_epoch_end)
         self.opt_state, self.next_epoch = result.opt_state, self.next_epoch + self.config.epochs
