@@ -12,7 +12,7 @@ epoch by epoch so that both see the same machine load:
 
 Before that, the facts the kit's choices rest on are measured, not assumed: every conv
 layer of these models, forward and backward, computed with flax's formulation
-(``ConvPlan()``) and with the plan ``vaekit.nn.plan_for`` picks for this backend; each
+(``ConvPlan()``) and with the plan ``vaekit._fastconv.plan_for`` picks for this backend; each
 convolution with several input channels split into its three parts (output, input
 gradient, kernel gradient), vaekit against PyTorch, which shows where the remaining time
 goes; and the conv VAE trained with each loop (whole-epoch scan, per-step jit).
@@ -47,8 +47,8 @@ from _torch_conv import TorchConvVAE, TorchUNet  # noqa: E402
 from _torch_trainer import TorchTrainer  # noqa: E402
 
 import vaekit as vk  # noqa: E402
-from vaekit import nn, segmentation  # noqa: E402
-from vaekit.train import _compiler_options  # noqa: E402  (layers compile as vaekit.fit compiles)
+from vaekit import _fastconv, nn, segmentation  # noqa: E402
+from vaekit._engine import compiler_options  # noqa: E402  (layers compile as vaekit.fit compiles)
 
 
 def layer_table(upsampling: str) -> list[tuple[str, nnx.Module, tuple[int, ...]]]:
@@ -92,11 +92,11 @@ def median_ms(*calls, repeats: int) -> list[float]:
 
 def compiled(function, *args):
     """``function`` compiled as ``vaekit.fit`` compiles, called on ``args``, waited for."""
-    executable = jax.jit(function).lower(*args).compile(_compiler_options(jax.devices()[0]))
+    executable = jax.jit(function).lower(*args).compile(compiler_options(jax.devices()[0]))
     return lambda: jax.block_until_ready(executable(*args))
 
 
-def layer_step(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan):
+def layer_step(layer: nnx.Module, shape: tuple[int, ...], plan: _fastconv.ConvPlan):
     """One forward and backward pass of ``layer`` under ``plan``, compiled.
 
     Backward gives the parameters' gradients, and the input's too unless the input is a
@@ -108,17 +108,18 @@ def layer_step(layer: nnx.Module, shape: tuple[int, ...], plan: nn.ConvPlan):
     def loss(params, x):
         return jnp.sum(jnp.square(nnx.merge(graphdef, params)(x)))
 
-    with nn.use_plan(plan):
+    with _fastconv.use_plan(plan):
         return compiled(jax.grad(loss, argnums=(0,) if shape[-1] == 1 else (0, 1)), params, x)
 
 
 def compare_plans(upsampling: str, repeats: int) -> None:
     backend = jax.default_backend()
-    chosen = nn.plan_for(backend)
-    print(f"conv layers, forward + backward, median ms: flax's formulation vs vaekit.nn.plan_for({backend!r}) = {chosen}")
+    chosen = _fastconv.plan_for(backend)
+    print(f"conv layers, forward + backward, median ms: flax's formulation vs "
+          f"vaekit._fastconv.plan_for({backend!r}) = {chosen}")
     for name, layer, shape in layer_table(upsampling):
-        flax_ms, ours_ms = median_ms(layer_step(layer, shape, nn.ConvPlan()), layer_step(layer, shape, chosen),
-                                     repeats=repeats)
+        flax_ms, ours_ms = median_ms(layer_step(layer, shape, _fastconv.ConvPlan()),
+                                     layer_step(layer, shape, chosen), repeats=repeats)
         print(f"  {name:32s} flax {flax_ms:7.2f}  plan {ours_ms:7.2f}  speed-up {flax_ms / ours_ms:5.2f}x", flush=True)
 
 
@@ -142,7 +143,7 @@ def compare_parts(repeats: int) -> None:
         rng = np.random.default_rng(0)
         x, kernel = rng.random((batch, size, size, cin), np.float32), rng.random((k, k, cin, cout), np.float32)
         dy = rng.random((batch, -(-size // s), -(-size // s), cout), np.float32)
-        conv = functools.partial(nn.conv2d, strides=s)
+        conv = functools.partial(_fastconv.conv, strides=s)
         ours = [
             compiled(conv, x, kernel),
             compiled(lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0], x, kernel, dy),
@@ -169,7 +170,7 @@ def compare_loops(images: np.ndarray, upsampling: str) -> None:
         result = vk.fit(model, (images,), None, vk.TrainConfig(epochs=1, batch_size=128, loop=loop), progress=False)
         print(f"  {loop:5s} {result.history[0]['images_per_s']:8,.0f} images/s", flush=True)
     model = vk.make_vae(vk.VAEConfig(architecture="conv", latent_dim=16, upsampling=upsampling))
-    print(f"  vaekit.nn.preferred_loop picks {nn.preferred_loop(model)!r} for it")
+    print(f"  vaekit._fastconv.preferred_loop picks {_fastconv.preferred_loop(model)!r} for it")
 
 
 def epoch_config(batch_size: int) -> vk.TrainConfig:
@@ -208,7 +209,7 @@ def main(argv=None) -> None:
     vae = race_one_epoch_rounds(FitRounds(vae, (images,), epoch_config(128)), torch_vae, rounds=args.rounds)
 
     print(f"U-Net ({args.upsampling} upsampling), batch 32, {len(scenes):,} scenes per epoch:")
-    unet = segmentation.UNet(upsampling=args.upsampling, rngs=nnx.Rngs(0))
+    unet = segmentation.UNet(segmentation.UNetConfig(upsampling=args.upsampling), rngs=nnx.Rngs(0))
     torch_unet = TorchTrainer(lambda: TorchUNet(upsampling=args.upsampling), scenes.arrays, batch_size=32)
     ours = FitRounds(unet, scenes.arrays, epoch_config(32), objective=segmentation.SegmentationObjective())
     unet = race_one_epoch_rounds(ours, torch_unet, rounds=args.rounds)

@@ -9,13 +9,13 @@ The strict JAX settings live in this process only. The notebooks run under nbval
 of their own, which inherit this process's environment: so that they run as they do in
 JupyterLab, and so that the tests too give the same answer on every machine, the variables
 that would silently change JAX, XLA or matplotlib are dropped before anything imports
-them, and each kernel gets an empty IPython profile (no user startup scripts).
+them, and each kernel gets an empty IPython profile (no user startup scripts). The model zoo
+(``$VAEKIT_ZOO``) is a temporary folder too, so the notebooks' dashboards train into it and the
+suite writes nothing into the work tree.
 """
 
 import os
-import sys
 import tempfile
-import traceback
 
 _INHERITED_STATE = ("XLA_FLAGS", "MPLBACKEND", "IPYTHONDIR")
 for _name in list(os.environ):
@@ -23,32 +23,14 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 import jax  # noqa: E402  (after the environment is cleaned: JAX reads it on import)
-import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
-
-def _is_orbax_loop_race(unraisable) -> bool:
-    """A worker thread waking an asyncio loop that its owner already closed (``call_soon_threadsafe``).
-
-    Seen once in a full run, at the setup of the test after the checkpoint tests: Orbax saves
-    and restores on background threads with asyncio loops of its own, the likely source. The
-    checkpoints are complete by then (``tests/test_checkpoint.py`` restores them bit-exact).
-    """
-    error = unraisable.exc_value
-    return (
-        isinstance(error, RuntimeError)
-        and str(error) == "Event loop is closed"
-        and any(frame.name == "call_soon_threadsafe" for frame in traceback.extract_tb(unraisable.exc_traceback))
-    )
-
-
-@pytest.hookimpl(trylast=True)  # after pytest's unraisable-exception plugin has installed its hook
 def pytest_configure(config):
     ipython_dir = tempfile.TemporaryDirectory(prefix="vaekit-ipython-")
     os.environ["IPYTHONDIR"] = ipython_dir.name
     config.add_cleanup(ipython_dir.cleanup)
-    # Every other unraisable exception still reaches pytest's hook and fails the test.
-    pytest_hook = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: None if _is_orbax_loop_race(unraisable) else pytest_hook(unraisable)
+    zoo_dir = tempfile.TemporaryDirectory(prefix="vaekit-zoo-")
+    os.environ["VAEKIT_ZOO"] = zoo_dir.name  # vaekit.zoo.ROOT_ENV
+    config.add_cleanup(zoo_dir.cleanup)

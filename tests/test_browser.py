@@ -4,6 +4,9 @@ JupyterLab serves the committed chapter index with token authentication, and the
 show the notebook, its committed figures and a connected kernel. Voila serves a notebook
 that trains a tiny VAE and shows a dashboard; a key press on the slider in the page must
 change the picture, the whole round trip: browser, websocket, kernel callback, new PNG, browser.
+Voila also serves the dashboards tour on an empty zoo, so that its dashboards really train:
+the page must end with every widget displayed, and no "Error displaying widget" or
+"Loading widget..." left by a widget closed after it was shown (a progress bar).
 
 Chromium and its driver are Debian's ``chromium`` and ``chromium-driver`` (``.ci/run``
 installs them). Without them these tests skip on a learner's machine, and fail in CI
@@ -13,6 +16,7 @@ it off the network, and every server binds to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -37,6 +41,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 INDEX = "notebooks/00-index.ipynb"
+DASHBOARDS = "notebooks/dashboards.ipynb"
 TOKEN = "vaekit-browser-test-token"
 
 SERVER_START_TIMEOUT = 60.0  # seconds until a server answers HTTP
@@ -44,6 +49,9 @@ SERVER_STOP_TIMEOUT = 20.0  # seconds for a server and its kernels to exit once 
 PAGE_TIMEOUT = 60.0  # seconds for a page, its figures and its kernel
 DASHBOARD_TIMEOUT = 120.0  # seconds for Voila to run the notebook (JAX compiles, a VAE trains)
 MOVE_TIMEOUT = 10.0  # seconds from a key press to the new picture
+TOUR_TIMEOUT = 240.0  # seconds for Voila to run the dashboards tour on an empty zoo (two points train)
+SETTLE_TIMEOUT = 15.0  # seconds for the last widgets to show once the dashboards' pictures are in the page
+TOUR_IMAGES = 13  # image widgets of the tour's five dashboards: 4 + 2 + 4 + 2 + 1
 
 # Headless, and off the network: no sync, updates, field trials or QUIC probes of its own.
 CHROMIUM_FLAGS = (
@@ -69,6 +77,9 @@ vk.widgets.SampleGallery(vae, rows={rows}, cols={cols})
 """
 GALLERY_ROWS, GALLERY_COLS = 3, 4
 PYTHON_ERROR = "Traceback (most recent call last)"  # in the page when a cell of the notebook failed
+# What the widget manager writes in place of a widget whose model is gone (e.g. a progress bar closed after display).
+WIDGET_ERRORS = ("Error displaying widget", "model not found")
+WIDGET_LOADING = "Loading widget..."
 
 
 def in_ci() -> bool:
@@ -232,9 +243,28 @@ def lab(tmp_path_factory) -> Iterator[tuple[str, Server]]:
         server.stop()
 
 
+@contextlib.contextmanager
+def voila(notebook: pathlib.Path, home: pathlib.Path, **environment: str) -> Iterator[tuple[str, Server]]:
+    """Voila on 127.0.0.1 serving ``notebook``, with extra environment variables: its URL and server."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "voila", str(notebook), "--no-browser",
+        "--Voila.ip=127.0.0.1", f"--Voila.port={port}", "--Voila.port_retries=0",
+        "--VoilaConfiguration.show_tracebacks=True",  # an error in the notebook shows in the page, and so in a failure
+    ]
+    env = {**jupyter_env(home / "jupyter"), **environment}
+    server = Server("voila", command, cwd=home, env=env, log_path=home / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_until_answering(f"{url}/favicon.ico")  # any answer: "/" itself would run the notebook
+        yield url, server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def voila_dashboard(tmp_path_factory) -> Iterator[tuple[str, Server]]:
-    """Voila on 127.0.0.1 serving a notebook that trains a tiny VAE and shows a sample gallery: URL and server."""
+    """Voila serving a notebook that trains a tiny VAE and shows a sample gallery: URL and server."""
     home = tmp_path_factory.mktemp("voila")
     source = DASHBOARD_NOTEBOOK.format(rows=GALLERY_ROWS, cols=GALLERY_COLS)
     notebook = {
@@ -244,19 +274,8 @@ def voila_dashboard(tmp_path_factory) -> Iterator[tuple[str, Server]]:
                    "source": source}],
     }
     (home / "gallery.ipynb").write_text(json.dumps(notebook))
-    port = free_port()
-    command = [
-        sys.executable, "-m", "voila", str(home / "gallery.ipynb"), "--no-browser",
-        "--Voila.ip=127.0.0.1", f"--Voila.port={port}", "--Voila.port_retries=0",
-        "--VoilaConfiguration.show_tracebacks=True",  # an error in the notebook shows in the page, and so in a failure
-    ]
-    server = Server("voila", command, cwd=home, env=jupyter_env(home / "jupyter"), log_path=home / "server.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        server.wait_until_answering(f"{url}/favicon.ico")  # any answer: "/" itself would run the notebook
-        yield url, server
-    finally:
-        server.stop()
+    with voila(home / "gallery.ipynb", home) as served:
+        yield served
 
 
 def committed_pngs(path: pathlib.Path) -> list[str]:
@@ -353,3 +372,42 @@ def test_voila_dashboard_redraws_when_the_slider_moves_in_the_page(page, voila_d
 
     text = page_text(page)
     assert "Error while" not in text and PYTHON_ERROR not in text, f"the dashboard shows an error:\n{text}"
+
+
+def test_voila_dashboards_tour_trains_inside_its_dashboards_and_shows_no_dead_widget(page, tmp_path):
+    """The dashboards tour served by Voila on an empty zoo: points train, and no widget error is left in the page."""
+    zoo_root = tmp_path / "zoo"
+    zoo_root.mkdir()
+    home = tmp_path / "voila"
+    home.mkdir()
+    notebook = json.loads((ROOT / DASHBOARDS).read_text())
+    headings = [line for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+                for line in "".join(cell["source"]).splitlines() if line.startswith("#")]
+    last_heading = headings[-1].lstrip("# ").strip()
+    with voila(ROOT / DASHBOARDS, home, VAEKIT_ZOO=str(zoo_root)) as (url, server):
+        page.get(url)
+
+        def finished(driver):
+            text = page_text(driver)
+            if PYTHON_ERROR in text or any(error in text for error in WIDGET_ERRORS):
+                return text  # no use waiting
+            images = driver.find_elements(By.CSS_SELECTOR, "img.widget-image")
+            return last_heading in text and len(images) >= TOUR_IMAGES and all(driver.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth > 0", image) for image in images) and text
+
+        text = wait_for(page, finished, TOUR_TIMEOUT, f"the {TOUR_IMAGES} images of the tour's dashboards", server,
+                        tmp_path / "tour.png")
+        if PYTHON_ERROR not in text:
+            # A widget whose model is gone reads "Loading widget..." until the manager has restored, then an error.
+            text = wait_for(page, lambda d: not any(m in page_text(d) for m in (*WIDGET_ERRORS, WIDGET_LOADING))
+                            and page_text(d), SETTLE_TIMEOUT, "every widget of the page to be displayed", server,
+                            tmp_path / "tour.png")
+        page.execute_script("window.scrollTo(0, 0)")
+        page.save_screenshot(str(tmp_path / "tour.png"))  # the page as a learner sees it, kept with the test's files
+        log = server.log_tail()
+    assert PYTHON_ERROR not in text, f"the notebook failed in Voila:\n{text}\n{log}"
+    for error in WIDGET_ERRORS:
+        assert error not in text, f"the page shows {error!r}:\n{text}"
+    assert "Error while" not in text, f"a dashboard shows an error:\n{text}"
+    trained = sorted(folder.name for folder in (zoo_root / "mnist").glob("*") if (folder / "point.json").is_file())
+    assert len(trained) == 2, f"the tour should have trained its two points into the empty zoo; found {trained}"

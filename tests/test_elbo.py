@@ -172,3 +172,156 @@ def test_beta_weights_the_rate_and_free_bits_floor_each_dimension():
     floored = elbo.elbo_terms(model, X, key=key, free_bits=5.0)  # every KL here is below 5 nats
     np.testing.assert_allclose(floored.loss, plain.distortion + 5.0, rtol=1e-6)
     np.testing.assert_allclose(floored.rate, plain.rate, rtol=1e-6)
+
+
+def test_beta_and_free_bits_errors_name_the_parameter():
+    model = LinearGaussian(0.5)
+    with pytest.raises(ValueError, match="free_bits_per must be one of 'example', 'minibatch'; got 'batch'"):
+        elbo.elbo_terms(model, X, key=jax.random.key(0), free_bits=1.0, free_bits_per="batch")
+    with pytest.raises(ValueError, match="free_bits must be >= 0 nats per dimension; got -1.0"):
+        elbo.elbo_terms(model, X, key=jax.random.key(0), free_bits=-1.0)
+
+
+class ThreeDimensions:
+    """q(z|x) = N(scale * x + shift, exp(log_var)) in 3 dimensions, p(x|z) = N(z_1 + z_2 + z_3, 1).
+
+    Dimension 0 has a large KL on every example, dimension 1 a tiny one, dimension 2 a KL
+    that is above 0.5 nats on some examples and below on others, with a mean below 0.5.
+    """
+
+    def __init__(self, params):
+        self.scale, self.shift, self.log_var = params
+
+    def encode(self, x):
+        feature = x.reshape(x.shape[0], 1)
+        mean = feature * self.scale[None, :] + self.shift[None, :]
+        return mean, jnp.broadcast_to(self.log_var[None, :], mean.shape)
+
+    def log_likelihood(self, x, z):
+        return elbo.gaussian_log_likelihood(jnp.sum(z, axis=-1, keepdims=True), jnp.zeros((1,)), x.reshape(x.shape[0], 1))
+
+
+PARAMS = (jnp.array([2.0, 0.05, 0.6]), jnp.array([0.5, 0.0, 0.0]), jnp.array([-1.0, -0.01, -0.05]))
+FREE_BITS = 0.5
+
+
+def test_minibatch_free_bits_mean_and_gradient_are_kingma_et_al_s():
+    key = jax.random.key(0)
+
+    def paper_loss(params):  # Kingma et al. (2016): floor the minibatch mean of each dimension's KL
+        model = ThreeDimensions(params)
+        mean, log_var = model.encode(X)
+        distortion = -model.log_likelihood(X, elbo.reparameterize(mean, log_var, key=key))
+        mean_kl = jnp.mean(elbo.gaussian_kl(mean, log_var), axis=0)
+        return jnp.mean(distortion) + 2.0 * jnp.sum(jnp.maximum(FREE_BITS, mean_kl))
+
+    def kit_loss(params, per):
+        terms = elbo.elbo_terms(ThreeDimensions(params), X, key=key, beta=2.0, free_bits=FREE_BITS, free_bits_per=per)
+        return jnp.mean(terms.loss)
+
+    kl = elbo.gaussian_kl(*ThreeDimensions(PARAMS).encode(X))
+    mean_kl = jnp.mean(kl, axis=0)
+    # The case where the variants differ: a dimension below the floor on average, above it on some examples.
+    assert mean_kl[0] > FREE_BITS and mean_kl[1] < FREE_BITS and mean_kl[2] < FREE_BITS
+    assert bool(jnp.any(kl[:, 2] > FREE_BITS))
+    assert float(kit_loss(PARAMS, "minibatch")) == pytest.approx(float(paper_loss(PARAMS)), rel=1e-6)
+    for kit, paper in zip(jax.grad(kit_loss)(PARAMS, "minibatch"), jax.grad(paper_loss)(PARAMS)):
+        np.testing.assert_allclose(kit, paper, rtol=1e-5, atol=1e-7)
+    per_example = jax.grad(kit_loss)(PARAMS, "example")
+    assert not np.allclose(per_example[0], jax.grad(paper_loss)(PARAMS)[0], rtol=1e-3)
+
+
+def test_free_bits_variants_known_answers():
+    kl = jnp.array([[0.0, 3.0], [2.0, 3.0]])
+    np.testing.assert_allclose(elbo.free_bits_rate(kl, 1.5, per="example"), [4.5, 5.0])
+    np.testing.assert_allclose(elbo.free_bits_rate(kl, 1.5, per="minibatch"), [4.5, 4.5])  # mean KL of dim 0 is 1
+    np.testing.assert_allclose(elbo.free_bits_rate(kl, 0.5, per="minibatch"), [3.0, 5.0])  # nothing floored
+    minibatch = elbo.elbo_terms(ThreeDimensions(PARAMS), X, key=jax.random.key(0), free_bits=FREE_BITS,
+                                free_bits_per="minibatch")
+    plain = elbo.elbo_terms(ThreeDimensions(PARAMS), X, key=jax.random.key(0))
+    np.testing.assert_allclose(minibatch.rate, plain.rate, rtol=1e-6)  # the reported rate is the true KL
+
+
+class ShiftedByLabel(LinearGaussian):
+    """LinearGaussian whose data mean is shifted by 3 * label: log p(x|y) = log N(x; 3y, 1 + s^2)."""
+
+    def encode(self, x, *, condition):
+        return super().encode(x - 3.0 * condition.reshape(-1, 1, 1, 1))
+
+    def log_likelihood(self, x, z, *, condition):
+        return super().log_likelihood(x - 3.0 * condition.reshape(-1, 1, 1, 1), z)
+
+    def log_evidence(self, x, condition):
+        return super().log_evidence(x - 3.0 * condition.reshape(-1, 1, 1, 1))
+
+
+def test_the_condition_reaches_encoder_and_likelihood_in_every_bound():
+    model = ShiftedByLabel(0.5)
+    labels = jnp.arange(64) % 3
+    x = X + 3.0 * labels.reshape(-1, 1, 1, 1)
+    truth = model.log_evidence(x, labels)
+    np.testing.assert_allclose(elbo.iwae_bound(model, x, key=jax.random.key(0), num_samples=7, chunk_size=3,
+                                               condition=labels), truth, atol=1e-4)
+    log_w = elbo.log_importance_weights(model, x, key=jax.random.key(0), num_samples=5, condition=labels)
+    np.testing.assert_allclose(log_w, jnp.broadcast_to(truth, (5, 64)), atol=1e-4)  # exact posterior: w = p(x|y)
+    keys = jax.random.split(jax.random.key(1), 2000)
+    estimates = jax.vmap(lambda k: -elbo.elbo_terms(model, x, key=k, condition=labels).neg_elbo)(keys)
+    np.testing.assert_allclose(jnp.mean(estimates, axis=0), truth, atol=0.1)
+    with pytest.raises(TypeError, match="condition"):
+        elbo.elbo_terms(model, x, key=jax.random.key(0))
+
+
+def test_log_importance_weights_draw_one_sample_per_key():
+    model = LinearGaussian(0.5, posterior_error=0.8)
+    key = jax.random.key(3)
+    mean, log_var = model.encode(X)
+    one_at_a_time = []
+    for sample_key in jax.random.split(key, 6):
+        z = elbo.reparameterize(mean, log_var, key=sample_key)
+        log_prior = elbo.gaussian_log_density(z, jnp.zeros_like(z), jnp.zeros_like(z))
+        one_at_a_time.append(model.log_likelihood(X, z) + log_prior - elbo.gaussian_log_density(z, mean, log_var))
+    np.testing.assert_allclose(elbo.log_importance_weights(model, X, key=key, num_samples=6),
+                               jnp.stack(one_at_a_time), rtol=1e-6, atol=1e-5)
+
+
+def _primitives(jaxpr) -> list[str]:
+    """Names of the primitives of ``jaxpr`` and of every jaxpr nested in it (scan bodies, jit calls)."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = []
+    for eqn in jaxpr.eqns:
+        names.append(eqn.primitive.name)
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(inner, "eqns") or hasattr(getattr(inner, "jaxpr", None), "eqns"):
+                    names.extend(_primitives(inner))
+    return names
+
+
+def test_iwae_runs_the_encoder_once_and_vectorises_each_chunk():
+    class CubeRootEncoder(LinearGaussian):  # cbrt marks the encoder's work in the jaxpr
+        def encode(self, x):
+            return super().encode(jnp.cbrt(x))
+
+    model = CubeRootEncoder(0.5)
+    jaxpr = jax.make_jaxpr(lambda x: elbo.iwae_bound(model, x, key=jax.random.key(0), num_samples=10, chunk_size=3))(X)
+    scans = [eqn for eqn in jaxpr.jaxpr.eqns if eqn.primitive.name == "scan"]
+    assert len(scans) == 1  # the loop over the 4 chunks
+    body = _primitives(scans[0].params["jaxpr"])
+    assert "cbrt" not in body and _primitives(jaxpr).count("cbrt") == 1  # encoded once, outside the loop
+    assert "scan" not in body and "while" not in body  # each chunk in one vectorised pass, no inner loop
+
+
+def test_iwae_keeps_a_float64_input_in_float64():
+    with jax.enable_x64(True):
+        x = X.astype(jnp.float64)
+        model = LinearGaussian(0.5, posterior_error=0.3)
+        bound = elbo.iwae_bound(model, x, key=jax.random.key(0), num_samples=50, chunk_size=16)
+        assert bound.dtype == jnp.float64
+        assert float(jnp.mean(bound)) <= float(jnp.mean(model.log_evidence(x))) + 1e-3
+        # A kit VAE (float32 parameters) scores a float64 batch without a carry-type error.
+        from vaekit import models
+
+        vae = models.make_vae(models.VAEConfig(latent_dim=2, hidden_dims=(8,)))
+        images = jnp.zeros((4, 28, 28, 1), jnp.float64)
+        scored = elbo.iwae_bound(vae, images, key=jax.random.key(0), num_samples=5, chunk_size=2)
+        assert scored.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(scored)))

@@ -12,9 +12,9 @@ MODEL = models.make_vae(models.VAEConfig(latent_dim=2, hidden_dims=(32,)))
 KEY = jax.random.key(0)
 
 
-def fit(data, **config):
+def fit(data, first_epoch=1, **config):
     return train.fit(MODEL, data, config=train.TrainConfig(**{"epochs": 1, "batch_size": 64, **config}),
-                     progress=False)
+                     first_epoch=first_epoch, progress=False)
 
 
 CASES = {
@@ -70,10 +70,14 @@ CASES = {
                            "beta must be >= 0; got -1.0"),
     "IWAE k = 0": (lambda: elbo.iwae_bound(MODEL, jnp.asarray(IMAGES[:4]), key=KEY, num_samples=0), ValueError,
                    "num_samples must be >= 1, got 0"),
-    "evaluate negative k": (lambda: train.evaluate(MODEL, (IMAGES,), key=KEY, iwae_samples=-5), ValueError,
-                            "iwae_samples must be >= 0; got -5"),
+    "evaluate negative k": (lambda: train.evaluate(MODEL, (IMAGES,), key=KEY, num_samples=-5), ValueError,
+                            "num_samples must be an integer >= 0 (0 skips the IWAE bound); got -5"),
+    "unknown free-bits variant": (lambda: train.TrainConfig(free_bits_per="pixel"), models.ConfigError,
+                                  "free_bits_per must be one of 'example', 'minibatch'; got 'pixel'"),
+    "first epoch 0": (lambda: fit((IMAGES,), first_epoch=0), models.ConfigError,
+                      "first_epoch must be a positive integer; got 0"),
     "checkpoint path missing": (lambda: checkpoint.restore("/nonexistent/ck"), checkpoint.CheckpointError,
-                                "/nonexistent/ck: not a vaekit checkpoint (no meta.json)"),
+                                "/nonexistent/ck: not a vaekit checkpoint (no such folder)"),
     "optimizer state without its config": (lambda: checkpoint.save("/tmp/unused", MODEL, opt_state=()),
                                            checkpoint.CheckpointError, "opt_state needs its train_config"),
 }

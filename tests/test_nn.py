@@ -3,8 +3,9 @@
 Every layer is compared with the plain ``flax.nnx`` module it claims to be, sharing its
 parameters: ``nnx.Conv`` and ``nnx.ConvTranspose`` (``padding="SAME"``), ``jnp.repeat``
 then ``nnx.Conv`` for :class:`RepeatUpsample`, and ``nnx.Conv`` then a pixel shuffle
-written here by explicit indexing for :class:`PixelShuffleUpsample`. Each comparison
-runs under every :class:`ConvPlan`, and a jaxpr check makes sure each plan really takes
+written here by explicit indexing for :class:`PixelShuffleUpsample` (those two hold that
+``nnx.Conv``'s parameters under ``conv``). Each comparison runs under every
+:class:`vaekit._fastconv.ConvPlan`, and a jaxpr check makes sure each plan really takes
 its own path (else the comparisons would all test flax against itself).
 """
 
@@ -21,8 +22,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vaekit import models, nn, segmentation
-from vaekit.nn import ConvPlan
+from vaekit import _fastconv, models, nn, segmentation
+from vaekit._fastconv import ConvPlan
 
 PLANS = {
     "flax": ConvPlan(),
@@ -35,15 +36,16 @@ BATCH = 2
 RTOL = 1e-5
 
 
-def test_the_source_compiles_without_warnings():
+@pytest.mark.parametrize("module", [nn, _fastconv], ids=lambda m: m.__name__)
+def test_the_source_compiles_without_warnings(module):
     """Compiled afresh (no cached bytecode, as under ``PYTHONDONTWRITEBYTECODE``), a warning is an import error here."""
-    path = pathlib.Path(nn.__file__)
+    path = pathlib.Path(module.__file__)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
 
 
-# --- the cases and their flax references --------------------------------------------------------
+# --- the cases and their flax references ----------------------------------------------------------
 
 
 class Case(NamedTuple):
@@ -67,6 +69,15 @@ class Case(NamedTuple):
     @property
     def upsamples(self) -> bool:
         return self.kind in ("transposed", "repeat", "pixel_shuffle")
+
+    @property
+    def owns_a_conv(self) -> bool:
+        """The layer is not a flax module itself: it holds the flax module's parameters as ``conv``."""
+        return self.kind in ("repeat", "pixel_shuffle")
+
+    def conv_of(self, layer: nnx.Module) -> nnx.Module:
+        """The part of ``layer`` that is the flax module: its ``conv``, or the layer itself."""
+        return layer.conv if self.owns_a_conv else layer
 
     def output_shape(self) -> tuple[int, int, int, int]:
         h, w = self.hw
@@ -94,8 +105,8 @@ class Case(NamedTuple):
         if self.kind == "transposed":
             return nnx.ConvTranspose(cin, cout, (k, k), (s, s), padding="SAME", rngs=rngs)
         if self.kind == "repeat":
-            return nnx.Conv(cin, cout, (k, k), padding="SAME", rngs=rngs)
-        return nnx.Conv(cin, cout * s * s, (k, k), padding="SAME", rngs=rngs)
+            return nnx.Conv(cin, cout, (k, k), (1, 1), padding="SAME", rngs=rngs)
+        return nnx.Conv(cin, cout * s * s, (k, k), (1, 1), padding="SAME", rngs=rngs)
 
     def flax_forward(self, module: nnx.Module, x: jax.Array) -> jax.Array:
         """What the layer computes, spelled with the plain flax module."""
@@ -168,12 +179,23 @@ CASES = [
 
 
 def random_parameters(case: Case, rng: np.random.Generator):
-    """The layer's graph, the flax module's graph, and random (non-zero bias) parameters both take."""
+    """The layer's graph, the flax module's graph, and random (non-zero bias) parameters of the flax module.
+
+    :func:`merge_layer` gives them to the layer.
+    """
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: case.layer(nnx.Rngs(0))))
     flax_graphdef, flax_abstract = nnx.split(nnx.eval_shape(lambda: case.flax_module(nnx.Rngs(0))))
+    if case.owns_a_conv:
+        assert list(abstract) == ["conv"], "an upsampling holds its conv's parameters and nothing else"
+        abstract = abstract["conv"]
     assert jax.tree.structure(abstract) == jax.tree.structure(flax_abstract)
-    params = jax.tree.map(lambda a: rng.standard_normal(a.shape).astype(np.float32), abstract)
+    params = jax.tree.map(lambda a: rng.standard_normal(a.shape).astype(np.float32), flax_abstract)
     return graphdef, flax_graphdef, params
+
+
+def merge_layer(case: Case, graphdef, params) -> nnx.Module:
+    """The layer holding the flax module's ``params`` (in its ``conv`` if it owns one)."""
+    return nnx.merge(graphdef, nnx.State({"conv": params}) if case.owns_a_conv else params)
 
 
 class Computed(NamedTuple):
@@ -202,8 +224,8 @@ def computed(case: Case) -> dict[str, Computed]:
     def run(params, x):
         results = {}
         for name, plan in PLANS.items():
-            with nn.use_plan(plan):
-                results[name] = evaluate(lambda p, x: nnx.merge(graphdef, p)(x), params, x)
+            with _fastconv.use_plan(plan):
+                results[name] = evaluate(lambda p, x: merge_layer(case, graphdef, p)(x), params, x)
         results["flax reference"] = evaluate(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x), params, x)
         return results
 
@@ -220,7 +242,7 @@ def assert_close(actual, expected, what: str) -> None:
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=RTOL * scale, err_msg=what)
 
 
-# --- outputs, gradients, parameters -------------------------------------------------------------
+# --- outputs, gradients, parameters ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("plan", PLANS)
@@ -260,26 +282,31 @@ def flat_parameters(module: nnx.Module) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("case", PARAMETER_CASES, ids=str)
 def test_parameters_are_those_of_the_flax_module_with_the_same_seed(case):
     layer, reference = case.layer(nnx.Rngs(7)), case.flax_module(nnx.Rngs(7))
-    assert isinstance(layer, type(reference))
-    ours, theirs = flat_parameters(layer), flat_parameters(reference)
+    conv = case.conv_of(layer)
+    assert isinstance(conv, type(reference))
+    if case.owns_a_conv:  # a module that owns a conv, not a conv whose output shape it changes
+        assert not isinstance(layer, (nnx.Conv, nnx.ConvTranspose)) and layer.factor == case.stride
+        assert sorted(flat_parameters(layer)) == ["conv/bias", "conv/kernel"]
+    ours, theirs = flat_parameters(conv), flat_parameters(reference)
     assert list(ours) == list(theirs) and len(ours) == 2, "the same parameter names (a kernel and a bias)"
     for name in ours:
         assert ours[name].shape == theirs[name].shape and ours[name].dtype == theirs[name].dtype == np.float32
         np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{case}: initial {name}")
     assert np.all(ours["bias"] == 0.0) and np.std(ours["kernel"]) > 0
-    assert (layer.in_features, layer.out_features, layer.kernel_size, layer.strides, layer.padding) == (
+    assert (conv.in_features, conv.out_features, conv.kernel_size, conv.strides, conv.padding) == (
         reference.in_features, reference.out_features, reference.kernel_size, reference.strides, reference.padding)
     # Another seed draws another kernel: the seed reaches the initialiser.
-    assert not np.array_equal(flat_parameters(case.layer(nnx.Rngs(8)))["kernel"], ours["kernel"])
+    assert not np.array_equal(flat_parameters(case.conv_of(case.layer(nnx.Rngs(8))))["kernel"], ours["kernel"])
 
 
-def test_a_flax_modules_parameters_load_into_the_layer_and_give_its_outputs():
-    case = Case("transposed", 7, 8, 4, 4, 2)
+@pytest.mark.parametrize("case", [Case("transposed", 7, 8, 4, 4, 2), Case("repeat", 7, 8, 4, 3, 2),
+                                  Case("pixel_shuffle", 7, 8, 4, 3, 2)], ids=str)
+def test_a_flax_modules_parameters_load_into_the_layer_and_give_its_outputs(case):
     reference, layer = case.flax_module(nnx.Rngs(1)), case.layer(nnx.Rngs(2))
-    nnx.update(layer, nnx.state(reference))
+    nnx.update(case.conv_of(layer), nnx.state(reference))
     x = jax.random.normal(jax.random.key(0), (BATCH, 7, 7, 8))
     with jax.default_matmul_precision("highest"):
-        assert_close(layer(x), reference(x), "layer with the flax module's parameters")
+        assert_close(layer(x), case.flax_forward(reference, x), "layer with the flax module's parameters")
 
 
 # --- forward-mode derivatives and input dtypes ----------------------------------------------------
@@ -304,8 +331,8 @@ def test_forward_mode_derivatives_equal_flax(case, plan):
     x, dx = (rng.standard_normal((BATCH, *case.hw, case.cin)).astype(np.float32) for _ in range(2))
     dparams = jax.tree.map(lambda p: rng.standard_normal(p.shape).astype(np.float32), params)
     with jax.default_matmul_precision("highest"):
-        with nn.use_plan(PLANS[plan]):
-            _, ours = jax.jvp(lambda p, x: nnx.merge(graphdef, p)(x), (params, x), (dparams, dx))
+        with _fastconv.use_plan(PLANS[plan]):
+            _, ours = jax.jvp(lambda p, x: merge_layer(case, graphdef, p)(x), (params, x), (dparams, dx))
         _, theirs = jax.jvp(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x), (params, x), (dparams, dx))
     assert_close(ours, theirs, f"{case} directional derivative under plan {plan}")
 
@@ -324,8 +351,8 @@ def test_second_derivatives_equal_flax(case, plan):
         return jax.jvp(gradient, (params, x), (dparams, dx))[1]
 
     with jax.default_matmul_precision("highest"):
-        with nn.use_plan(PLANS[plan]):
-            ours = hvp(lambda p, x: nnx.merge(graphdef, p)(x))
+        with _fastconv.use_plan(PLANS[plan]):
+            ours = hvp(lambda p, x: merge_layer(case, graphdef, p)(x))
         theirs = hvp(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x))
     for a, b, what in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), ("bias", "kernel", "input")):
         assert_close(a, b, f"{case} Hessian-vector product ({what} part) under plan {plan}")
@@ -340,8 +367,8 @@ def test_per_example_gradients_under_vmap_equal_flax():
         return jax.vmap(jax.grad(lambda p, x: jnp.sum(jnp.square(forward(p, x)))), in_axes=(None, 0))(params, x)
 
     with jax.default_matmul_precision("highest"):
-        with nn.use_plan(PLANS["all"]):
-            ours = per_example(lambda p, x: nnx.merge(graphdef, p)(x))
+        with _fastconv.use_plan(PLANS["all"]):
+            ours = per_example(lambda p, x: merge_layer(case, graphdef, p)(x))
         theirs = per_example(lambda p, x: case.flax_forward(nnx.merge(flax_graphdef, p), x))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
         assert a.shape[0] == 3
@@ -356,7 +383,7 @@ def test_a_bfloat16_input_is_promoted_as_flax_does(case):
     x = jnp.asarray(np.random.default_rng(7).standard_normal((BATCH, *case.hw, case.cin)), jnp.bfloat16)
     with jax.default_matmul_precision("highest"):
         theirs = case.flax_forward(nnx.merge(flax_graphdef, params), x)
-        ours = nnx.merge(graphdef, params)(x)
+        ours = merge_layer(case, graphdef, params)(x)
     assert ours.dtype == theirs.dtype == jnp.float32
     assert_close(ours, theirs, f"{case} output for a bfloat16 input")
 
@@ -406,7 +433,7 @@ def test_each_plan_computes_the_layers_its_own_way(plan):
             forward = jax.grad(lambda params, x: jnp.sum(nnx.merge(graphdef, params)(x)), argnums=grad)
         return conv_equations(forward, params, x)
 
-    with nn.use_plan(chosen):
+    with _fastconv.use_plan(chosen):
         # A transposed convolution: zero-dilated input (flax) or one stride-1 convolution per phase...
         transposed = lambda: nn.ConvTranspose(3, 4, rngs=nnx.Rngs(0))
         up = convs(transposed, x)
@@ -439,9 +466,9 @@ def test_each_plan_computes_the_layers_its_own_way(plan):
 
 def test_an_explicit_plan_argument_overrides_the_current_plan():
     x, kernel = jax.ShapeDtypeStruct((1, 5, 5, 3), jnp.float32), jnp.ones((4, 4, 3, 2))
-    with nn.use_plan(ConvPlan()):
-        subpixel = conv_equations(lambda x: nn.conv_transpose2d(x, kernel, plan=PLANS["subpixel"]), x)
-        default = conv_equations(lambda x: nn.conv_transpose2d(x, kernel), x)
+    with _fastconv.use_plan(ConvPlan()):
+        subpixel = conv_equations(lambda x: _fastconv.conv_transpose(x, kernel, plan=PLANS["subpixel"]), x)
+        default = conv_equations(lambda x: _fastconv.conv_transpose(x, kernel), x)
     assert not any(map(dilates_its_input, subpixel)) and any(map(dilates_its_input, default))
 
 
@@ -458,54 +485,54 @@ def test_functional_forms_without_bias_equal_flax(plan):
             module.kernel[...] = kernel
         up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
         chosen = PLANS[plan]
-        assert_close(nn.conv2d(x, kernel, strides=2, plan=chosen), conv(x), "conv2d")
-        assert_close(nn.conv_transpose2d(x, kernel, strides=2, plan=chosen), transposed(x), "conv_transpose2d")
-        assert_close(nn.repeat_conv2d(x, kernel, factor=2, plan=chosen), repeat(up), "repeat_conv2d")
+        assert_close(_fastconv.conv(x, kernel, strides=2, plan=chosen), conv(x), "conv")
+        assert_close(_fastconv.conv_transpose(x, kernel, strides=2, plan=chosen), transposed(x), "conv_transpose")
+        assert_close(_fastconv.repeat_conv(x, kernel, factor=2, plan=chosen), repeat(up), "repeat_conv")
 
 
 # --- plans ----------------------------------------------------------------------------------------
 
 
 def test_plan_for_each_backend():
-    assert nn.plan_for("cpu") == ConvPlan(subpixel=True, space_to_depth=True, patches=True) == PLANS["all"]
-    assert nn.plan_for("gpu") == nn.plan_for("tpu") == ConvPlan() == ConvPlan(False, False, False)
+    assert _fastconv.plan_for("cpu") == ConvPlan(subpixel=True, space_to_depth=True, patches=True) == PLANS["all"]
+    assert _fastconv.plan_for("gpu") == _fastconv.plan_for("tpu") == ConvPlan() == ConvPlan(False, False, False)
     assert {f.name for f in dataclasses.fields(ConvPlan)} == {"subpixel", "space_to_depth", "patches"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         ConvPlan().subpixel = True
 
 
 def test_current_plan_is_the_backends_outside_use_plan():
-    assert nn.current_plan() == nn.plan_for(jax.default_backend())
+    assert _fastconv.current_plan() == _fastconv.plan_for(jax.default_backend())
 
 
 def test_use_plan_sets_the_plan_and_restores_the_previous_one():
     outer, inner = PLANS["subpixel"], PLANS["space_to_depth"]
-    default = nn.current_plan()
-    with nn.use_plan(outer) as given:
-        assert given is outer and nn.current_plan() == outer
-        with nn.use_plan(inner):
-            assert nn.current_plan() == inner
-        assert nn.current_plan() == outer
-    assert nn.current_plan() == default
+    default = _fastconv.current_plan()
+    with _fastconv.use_plan(outer) as given:
+        assert given is outer and _fastconv.current_plan() == outer
+        with _fastconv.use_plan(inner):
+            assert _fastconv.current_plan() == inner
+        assert _fastconv.current_plan() == outer
+    assert _fastconv.current_plan() == default
 
 
 def test_use_plan_restores_the_previous_plan_when_the_block_raises():
-    default = nn.current_plan()
-    with nn.use_plan(PLANS["flax"]):
+    default = _fastconv.current_plan()
+    with _fastconv.use_plan(PLANS["flax"]):
         with pytest.raises(ZeroDivisionError):
-            with nn.use_plan(PLANS["space_to_depth"]):
-                assert nn.current_plan() == PLANS["space_to_depth"]
+            with _fastconv.use_plan(PLANS["space_to_depth"]):
+                assert _fastconv.current_plan() == PLANS["space_to_depth"]
                 1 / 0
-        assert nn.current_plan() == PLANS["flax"]
-    assert nn.current_plan() == default
+        assert _fastconv.current_plan() == PLANS["flax"]
+    assert _fastconv.current_plan() == default
 
 
 def test_use_plan_takes_only_a_plan():
-    default = nn.current_plan()
+    default = _fastconv.current_plan()
     with pytest.raises(TypeError, match="plan must be a ConvPlan; got dict"):
-        with nn.use_plan({"subpixel": True}):
+        with _fastconv.use_plan({"subpixel": True}):
             pass
-    assert nn.current_plan() == default
+    assert _fastconv.current_plan() == default
 
 
 # --- pixel shuffle --------------------------------------------------------------------------------
@@ -607,20 +634,21 @@ def test_an_input_of_the_wrong_channels_or_rank_names_the_layer_and_the_expected
     assert str(raised.value) == f"{name}: x must be (batch, height, width, 3); got shape (8, 8, 3)"
 
 
-# --- make_upsample and preferred_loop -------------------------------------------------------------
+# --- make_upsample and _fastconv.preferred_loop ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "layer_type", "kernel_shape"), [
-    ("transposed", nn.ConvTranspose, (4, 4, 6, 5)),
-    ("repeat", nn.RepeatUpsample, (3, 3, 6, 5)),
-    ("pixel_shuffle", nn.PixelShuffleUpsample, (3, 3, 6, 20)),
+@pytest.mark.parametrize(("kind", "layer_type", "kernel", "kernel_shape"), [
+    ("transposed", nn.ConvTranspose, "kernel", (4, 4, 6, 5)),
+    ("repeat", nn.RepeatUpsample, "conv/kernel", (3, 3, 6, 5)),
+    ("pixel_shuffle", nn.PixelShuffleUpsample, "conv/kernel", (3, 3, 6, 20)),
 ])
-def test_make_upsample_builds_each_kind(kind, layer_type, kernel_shape):
+def test_make_upsample_builds_each_kind(kind, layer_type, kernel, kernel_shape):
     assert kind in nn.UPSAMPLINGS
     graphdef, params = abstract(lambda: nn.make_upsample(kind, 6, 5, rngs=nnx.Rngs(0)))
     layer = nnx.merge(graphdef, params)
     assert type(layer) is layer_type
-    assert layer.kernel.shape == kernel_shape
+    assert {"/".join(map(str, path)): leaf.shape for path, leaf in nnx.to_flat_state(params)} == {
+        kernel: kernel_shape, kernel.replace("kernel", "bias"): kernel_shape[-1:]}
     x = jax.ShapeDtypeStruct((2, 7, 7, 6), jnp.float32)
     assert jax.eval_shape(lambda p, x: nnx.merge(graphdef, p)(x), params, x).shape == (2, 14, 14, 5)
 
@@ -630,14 +658,15 @@ def test_upsamplings_are_the_three_documented_kinds():
 
 
 @pytest.mark.parametrize(("name", "make", "loop"), [
-    ("mlp vae", lambda: models.make_vae(models.VAEConfig()), "scan"),
-    ("conv vae", lambda: models.make_vae(models.VAEConfig(architecture="conv")), "step"),
+    ("mlp vae", lambda: models.VAE(models.VAEConfig(), rngs=nnx.Rngs(0)), "scan"),
+    ("conv vae", lambda: models.VAE(models.VAEConfig(architecture="conv"), rngs=nnx.Rngs(0)), "step"),
     ("unet", lambda: segmentation.UNet(rngs=nnx.Rngs(0)), "step"),
     ("dense layer", lambda: nnx.Linear(3, 4, rngs=nnx.Rngs(0)), "scan"),
     ("flax conv", lambda: nnx.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0)), "step"),
     ("flax transposed conv", lambda: nnx.ConvTranspose(3, 4, (3, 3), rngs=nnx.Rngs(0)), "step"),
     ("upsampling in a sequence", lambda: nnx.Sequential(nnx.Linear(3, 4, rngs=nnx.Rngs(0)),
                                                         nn.RepeatUpsample(4, 2, rngs=nnx.Rngs(0))), "step"),
+    ("pixel shuffle upsampling", lambda: nn.PixelShuffleUpsample(4, 2, rngs=nnx.Rngs(0)), "step"),
 ])
 def test_preferred_loop_is_step_for_any_convolution_and_scan_otherwise(name, make, loop):
-    assert nn.preferred_loop(nnx.eval_shape(make)) == loop
+    assert _fastconv.preferred_loop(nnx.eval_shape(make)) == loop

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from vaekit import datasets, models, nn, train
-from vaekit.segmentation import SegmentationObjective, UNet, pixel_cross_entropy
+from vaekit.segmentation import SegmentationObjective, UNet, UNetConfig, pixel_cross_entropy
 
 # 153,995 = stem 160 + 2,320; down 8,224 + 32,832; down_mix 9,248 + 36,928; up 32,800 + 8,208;
 # up_mix 18,464 + 4,624; head 187. The upsamplings differ only in the two ``up`` layers.
@@ -18,7 +18,7 @@ PARAMETERS = {"transposed": 153_995, "repeat": 136_075, "pixel_shuffle": 205_339
 
 def abstract_unet(**kwargs):
     """A U-Net's graph and parameter shapes, without running its initialisers."""
-    return nnx.split(nnx.eval_shape(lambda: UNet(**kwargs, rngs=nnx.Rngs(0))))
+    return nnx.split(nnx.eval_shape(lambda: UNet(UNetConfig(**kwargs), rngs=nnx.Rngs(0))))
 
 
 def expected_parameters(in_channels, num_classes, channels, upsampling) -> int:
@@ -95,9 +95,9 @@ def flax_unet(params, x, *, channels, upsampling):
         if upsampling == "transposed":
             h = flax_conv(params["up"][i], coarse, fine, 4, 2, transpose=True)(h)
         elif upsampling == "repeat":
-            h = flax_conv(params["up"][i], coarse, fine, 3)(jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
+            h = flax_conv(params["up"][i]["conv"], coarse, fine, 3)(jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
         else:  # pixel_shuffle, itself checked against explicit indexing in test_nn.py
-            h = nn.pixel_shuffle(flax_conv(params["up"][i], coarse, 4 * fine, 3)(h), 2)
+            h = nn.pixel_shuffle(flax_conv(params["up"][i]["conv"], coarse, 4 * fine, 3)(h), 2)
         h = relu(h)
         h = relu(flax_conv(params["up_mix"][i], 2 * fine, fine, 3)(jnp.concatenate([h, skips[-2 - i]], axis=-1)))
     return flax_conv(params["head"], c0, params["head"]["kernel"].shape[-1], 1)(h)
@@ -126,7 +126,7 @@ def test_output_equals_the_forward_pass_written_with_flax_modules(upsampling):
 
 # --- errors ---------------------------------------------------------------------------------------
 
-ERRORS = {  # constructor arguments, the input's shape (None: the constructor refuses), the message
+ERRORS = {  # config fields, the input's shape (None: the config refuses), the message
     "size not a multiple of 4": ({}, (1, 30, 30, 1), "UNet: x must be (batch, height, width, channels) with height "
                                  "and width multiples of 4; got shape (1, 30, 30, 1)"),
     "width not a multiple of 4": ({}, (1, 64, 62, 1), "multiples of 4; got shape (1, 64, 62, 1)"),
@@ -138,7 +138,8 @@ ERRORS = {  # constructor arguments, the input's shape (None: the constructor re
                            "upsampling must be one of 'transposed', 'repeat', 'pixel_shuffle'; got 'bilinear'"),
     "one level": (dict(channels=(16,)), None, "channels must name at least two levels; got (16,)"),
     "no levels": (dict(channels=()), None, "channels must name at least two levels; got ()"),
-    "a level of 0 channels": (dict(channels=(16, 0)), None, "channels must be positive integers; got (16, 0)"),
+    "a level of 0 channels": (dict(channels=(16, 0)), None, "channels[1] must be a positive integer; got 0"),
+    "a level of 2.0 channels": (dict(channels=(16, 2.0)), None, "channels[1] must be a positive integer; got 2.0"),
     "0 classes": (dict(num_classes=0), None, "num_classes must be a positive integer; got 0"),
     "0 input channels": (dict(in_channels=0), None, "in_channels must be a positive integer; got 0"),
 }
@@ -148,13 +149,30 @@ ERRORS = {  # constructor arguments, the input's shape (None: the constructor re
 def test_bad_input_is_a_clear_error(case):
     kwargs, shape, message = ERRORS[case]
     if shape is None:
-        with pytest.raises(ValueError) as raised:
-            UNet(**kwargs, rngs=nnx.Rngs(0))
+        with pytest.raises(models.ConfigError) as raised:
+            UNetConfig(**kwargs)
     else:
         graphdef, params = abstract_unet(**kwargs)
         with pytest.raises(ValueError) as raised:
             nnx.merge(graphdef, params)(jnp.zeros(shape))  # the checks come before any arithmetic
     assert message in str(raised.value)
+
+
+def test_the_config_round_trips_through_a_dict_and_refuses_unknown_fields():
+    config = UNetConfig(in_channels=3, num_classes=4, channels=[8, 12], upsampling="repeat")
+    assert config.channels == (8, 12)
+    assert config.to_dict() == {"in_channels": 3, "num_classes": 4, "channels": [8, 12], "upsampling": "repeat"}
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(models.ConfigError, match="unknown UNetConfig fields: depth"):
+        UNetConfig.from_dict({**config.to_dict(), "depth": 3})
+
+
+def test_the_model_keeps_its_config_and_refuses_anything_else():
+    config = UNetConfig(channels=(8, 16))
+    unet = nnx.eval_shape(lambda: UNet(config, rngs=nnx.Rngs(0)))
+    assert unet.config is config and unet.head.kernel.shape == (1, 1, 8, 11)
+    with pytest.raises(TypeError, match="config must be a UNetConfig; got 3"):
+        UNet(3, rngs=nnx.Rngs(0))
 
 
 # --- the pixel cross-entropy ----------------------------------------------------------------------

@@ -7,10 +7,11 @@ import sys
 import ipywidgets
 import numpy as np
 import pytest
+from flax import nnx
 from PIL import Image
 
 import vaekit as vk
-from vaekit import train, zoo
+from vaekit import batched, latent, models, objectives, train, zoo
 from vaekit import widgets as vw
 from vaekit.widgets import _render
 from vaekit.widgets.traversal import LABEL_WIDTH
@@ -118,6 +119,15 @@ def test_explorer_trains_a_new_point_in_the_dashboard(family, fresh_family):
     assert len(explorer.points) == shown + 1 and "β = 0.5" in explorer.status.value
 
 
+def test_explorer_on_an_empty_zoo_trains_its_first_point_with_its_own_progress_bar(tmp_path, capsys):
+    empty = zoo.Zoo(tmp_path, **FAMILY)
+    explorer = vw.BetaLatentExplorer(empty, beta=1.0, latent_dim=2, preload=False)
+    assert empty.is_trained(beta=1.0, latent_dim=2) and explorer.error.value == ""
+    assert explorer.progress.max > 1 and explorer.progress.value == explorer.progress.max
+    assert explorer.progress in list(_walk(explorer.widget)) and explorer.progress.layout.visibility == "hidden"
+    assert capsys.readouterr().err == "", "a progress bar was shown outside the dashboard"
+
+
 def test_explorer_without_training_reports_a_missing_point(fresh_family, no_training):
     explorer = vw.BetaLatentExplorer(fresh_family, beta=1.0, latent_dim=8, train=False)
     explorer.beta_slider.value = 20.0
@@ -133,8 +143,11 @@ def test_traversal_moves_along_active_dimensions_only(family):
     traversal = vw.LatentTraversal(collapsing)
     active = traversal.order[traversal.active[traversal.order]]
     inactive = traversal.order[~traversal.active[traversal.order]]
-    assert len(active) >= 1 and len(inactive) >= 1, f"fixture should have both kinds of unit, KL = {traversal.kl}"
-    assert np.all(np.diff(traversal.kl[traversal.order]) <= 0), "sliders are not ordered by KL"
+    assert traversal.measure == "KL"
+    np.testing.assert_allclose(traversal.scores, latent.kl_per_dimension(collapsing.model, zoo.evaluation_data(
+        collapsing.spec).images[:2000], progress=False))
+    assert len(active) >= 1 and len(inactive) >= 1, f"fixture should have both kinds of unit, KL = {traversal.scores}"
+    assert np.all(np.diff(traversal.scores[traversal.order]) <= 0), "sliders are not ordered by KL"
     centre = traversal.current.value
 
     def change_along(dim):
@@ -148,7 +161,7 @@ def test_traversal_moves_along_active_dimensions_only(family):
     threshold = 10.0
     assert change_along(active[0]) > threshold
     for dim in inactive:
-        assert change_along(dim) < threshold, f"z{dim} (KL {traversal.kl[dim]:.4f}) is marked inactive"
+        assert change_along(dim) < threshold, f"z{dim} (KL {traversal.scores[dim]:.4f}) is marked inactive"
 
 
 def test_traversal_grid_rows_decode_one_dimension_each(model8):
@@ -198,7 +211,7 @@ def test_latent_map_manifold_click_picks_the_cell(model2):
     row, column = 1, 5
     cell = 28 + _render.GAP
     latent_map._manifold_clicks._dom_handlers({"type": "click", "dataX": column * cell + 14, "dataY": row * cell + 3})
-    grid = vw.inverse_cdf_grid(7)
+    grid = latent.inverse_cdf_grid(7)
     np.testing.assert_array_equal(latent_map.code, [grid[column], grid[::-1][row]])
     manifold = pixels(latent_map.manifold.value)
     np.testing.assert_array_equal(pixels(latent_map.picked.value),
@@ -226,15 +239,14 @@ def test_interpolation_slider_and_ends(model8):
     assert (dashboard.start.value, dashboard.end.value) != (3, 7) and dashboard.error.value == ""
 
 
-def test_lerp_and_slerp():
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal(16), rng.standard_normal(16)
-    b *= np.linalg.norm(a) / np.linalg.norm(b)
-    t = np.linspace(0, 1, 11)
-    np.testing.assert_allclose(vw.slerp(a, b, t)[[0, -1]], [a, b], atol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(vw.slerp(a, b, t), axis=-1), np.linalg.norm(a), rtol=1e-9)
-    assert np.linalg.norm(vw.lerp(a, b, 0.5)) < np.linalg.norm(a)  # the straight line cuts inside the sphere
-    np.testing.assert_allclose(vw.slerp(a, 2 * a, t), vw.lerp(a, 2 * a, t))  # parallel: falls back to a line
+def test_interpolation_draws_the_paths_of_vaekit_latent(model8):
+    dashboard = vw.Interpolation(model8, start=3, end=7)
+    dashboard.t.value = 0.3
+    shown = pixels(dashboard.current.value)
+    a, b = dashboard.code_a, dashboard.code_b
+    np.testing.assert_array_equal(shown[:, :28], dashboard.compiled.decode(latent.lerp(a, b, 0.3)[None])[0, ..., 0])
+    np.testing.assert_array_equal(shown[:, 29:], dashboard.compiled.decode(latent.slerp(a, b, 0.3)[None])[0, ..., 0])
+    assert f"spherical <b>{np.linalg.norm(latent.slerp(a, b, 0.3)):.2f}</b>" in dashboard.norms.value
 
 
 def test_gallery_temperature_and_reseed(model8):
@@ -283,6 +295,57 @@ def test_explorer_error_while_training_is_shown(fresh_family, monkeypatch):
     assert explorer.error.value == "" and "β = 4" in explorer.status.value
 
 
+class LinearCodec(nnx.Module):
+    """A learner's own model: a linear code of 3 numbers, no config, nothing from vaekit."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.down = nnx.Linear(784, 3, rngs=rngs)
+        self.up = nnx.Linear(3, 784, rngs=rngs)
+
+    def encode(self, x):
+        return self.down(x.reshape(x.shape[0], -1))
+
+    def decode(self, z):
+        return nnx.sigmoid(self.up(z)).reshape(-1, 28, 28, 1)
+
+
+class EncoderOnly(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.down = nnx.Linear(784, 3, rngs=rngs)
+
+    def encode(self, x):
+        return self.down(x.reshape(x.shape[0], -1))
+
+
+@pytest.fixture(scope="module")
+def autoencoder():
+    """An autoencoder trained for a moment, so that its codes vary with the image."""
+    model = models.Autoencoder(vk.VAEConfig(latent_dim=4, hidden_dims=(128,)), rngs=nnx.Rngs(0))
+    train.fit(model, vk.load("mnist", "train").take(2048), config=vk.TrainConfig(epochs=1, batch_size=64),
+              objective=objectives.ReconstructionObjective(), progress=False)
+    return model
+
+
+def test_dashboards_take_an_autoencoder_and_a_module_of_ones_own(autoencoder):
+    test = vk.load("mnist", "test")
+    traversal = vw.LatentTraversal(autoencoder, test)
+    assert traversal.measure == "activity" and traversal.compiled.latent_dim == 4
+    np.testing.assert_allclose(traversal.scores, latent.activity(autoencoder, test.images[:2000], progress=False))
+    assert np.all(np.diff(traversal.scores[traversal.order]) <= 0)
+    centre = batched.encode(autoencoder, test.images[:1], progress=False)[0][0]
+    np.testing.assert_array_equal(traversal.centre_code, centre)  # the code itself: an autoencoder has no mean
+    own = LinearCodec(rngs=nnx.Rngs(0))
+    interpolation = vw.Interpolation(own, test, start=3, end=7)
+    assert interpolation.compiled.latent_dim == 3
+    np.testing.assert_allclose(interpolation.code_a, own.encode(test.images[3:4])[0], rtol=1e-5, atol=1e-6)
+    for dashboard in (traversal, interpolation, vw.SampleGallery(autoencoder, rows=2, cols=2),
+                      vw.Interpolation(autoencoder, test), vw.LatentTraversal(own, test)):
+        assert dashboard.error.value == ""
+        images = [w for w in _walk(dashboard.widget) if isinstance(w, ipywidgets.Image)]
+        assert images and all(pixels(image.value).size > 0 for image in images)
+        dashboard.close()
+
+
 def test_construction_errors_name_the_parameter_and_the_allowed_values(family, model8, model2):
     with pytest.raises(ValueError, match=r"LatentMap needs a model with latent_dim 2; got latent_dim 8"):
         vw.LatentMap(model8)
@@ -300,17 +363,26 @@ def test_construction_errors_name_the_parameter_and_the_allowed_values(family, m
         vw.Interpolation(model8, end=2000)
     with pytest.raises(ValueError, match=r"steps must be an integer in \[3, 15\]; got 1"):
         vw.LatentTraversal(model8, steps=1)
-    with pytest.raises(ValueError, match=r"data is required with a VAE"):
+    with pytest.raises(ValueError, match=r"data is required with a model"):
         vw.LatentTraversal(model8.model)
     with pytest.raises(ValueError, match=r"data images are \(14, 14, 1\), the model expects \(28, 28, 1\)"):
         small = vk.load("mnist", "test").take(4)
         vw.Interpolation(model8.model, small.__class__(small.images[:, ::2, ::2], small.labels, "mnist", "test",
                                                       small.classes))
-    with pytest.raises(TypeError, match=r"model must be a vaekit.VAE or a vaekit.zoo.ZooModel; got str"):
+    with pytest.raises(TypeError, match=r"model must be an nnx.Module with encode and decode methods \(vaekit.VAE, "
+                                        r"vaekit.Autoencoder or a module of your own\) or a vaekit.zoo.ZooModel; "
+                                        r"got str: it is not a flax nnx.Module; it has no decode method"):
         vw.SampleGallery("model.ckpt")
+    with pytest.raises(TypeError, match=r"got int: it is not a flax nnx.Module; it has no encode and no decode method"):
+        vw.LatentMap(2)
+    with pytest.raises(TypeError, match=r"got EncoderOnly: it has no decode method"):
+        vw.Interpolation(EncoderOnly(rngs=nnx.Rngs(0)), vk.load("mnist", "test"))
+    with pytest.raises(TypeError, match=r"SampleGallery: cannot tell the latent size of this LinearCodec: give it "
+                                        r"a config with latent_dim"):
+        vw.SampleGallery(LinearCodec(rngs=nnx.Rngs(0)))
 
 
-def test_widgets_are_imported_only_when_used():
+def test_widgets_are_imported_only_when_used(tmp_path):
     code = ("import sys, vaekit as vk; assert 'ipywidgets' not in sys.modules and 'matplotlib' not in sys.modules; "
             "vk.widgets.SampleGallery; assert 'ipywidgets' in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=zoo.DEFAULT_ROOT.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)

@@ -2,6 +2,10 @@
 
 import dataclasses
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import vaekit as vk
 from vaekit import cli, train, zoo
 
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY_TRAINING = vk.TrainConfig(epochs=1, batch_size=64)
 Zoo = zoo.Zoo  # kept: the command test replaces zoo.Zoo by tiny_zoo
 
@@ -40,9 +45,10 @@ ALTERNATIVES = {
     "binarization": "dynamic",
     "model_config": {"architecture": "conv", "latent_dim": 3, "hidden_dims": (32,), "conv_channels": (8, 16),
                      "upsampling": "repeat", "likelihood": "gaussian", "gaussian_variance": "fixed",
-                     "gaussian_std": 0.2},
+                     "gaussian_std": 0.2, "num_classes": 10},
     "train_config": {"epochs": 2, "batch_size": 32, "learning_rate": 2e-3, "beta": 4.0, "warmup_epochs": 1.0,
-                     "free_bits": 0.1, "seed": 1, "loop": "step", "eval_batch_size": 500},
+                     "free_bits": 0.1, "free_bits_per": "minibatch", "seed": 1, "loop": "step",
+                     "eval_batch_size": 500},
 }
 
 
@@ -129,12 +135,35 @@ def test_bad_settings_are_clear_errors(tmp_path):
         tiny_zoo(tmp_path).spec(beta=1.0, latent_dim=0)
 
 
-def test_root_defaults_to_the_environment_then_the_repository(monkeypatch, tmp_path):
+def test_root_is_the_environment_else_the_checkouts_zoo_never_the_current_directory(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(zoo.ROOT_ENV, str(tmp_path / "elsewhere"))
     assert zoo.Zoo().root == tmp_path / "elsewhere"
     monkeypatch.delenv(zoo.ROOT_ENV)
-    assert zoo.Zoo().root == zoo.DEFAULT_ROOT
-    assert zoo.DEFAULT_ROOT.parent == zoo.datasets.DATA_DIR.parent
+    assert zoo.Zoo().root == zoo.DEFAULT_ROOT == ROOT / "zoo"  # an installed kit's: tests/test_datasets.py
+
+
+def snapshot(folder: pathlib.Path) -> dict[str, int]:
+    """Every file under ``folder`` with its modification time (empty if there is no folder)."""
+    return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
+NOTEBOOK_ZOO = """\
+import vaekit as vk
+zoo = vk.zoo.Zoo(dataset="mnist", train_size=256, train_config=vk.TrainConfig(epochs=1, batch_size=64))
+print(zoo.load(beta=1.0, latent_dim=2, progress=False).record.path)
+"""
+
+
+def test_notebooks_under_the_suite_train_into_a_temporary_zoo_not_the_work_tree(tmp_path):
+    """nbval's kernels inherit this process's environment, as this child process does (tests/conftest.py)."""
+    before = snapshot(ROOT / "zoo")
+    run = subprocess.run([sys.executable, "-c", NOTEBOOK_ZOO], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    point = pathlib.Path(run.stdout.splitlines()[-1])
+    assert point.is_relative_to(os.environ[zoo.ROOT_ENV]) and (point / "point.json").is_file()
+    assert not point.is_relative_to(ROOT), f"a notebook's zoo landed in the work tree: {point}"
+    assert snapshot(ROOT / "zoo") == before, "the repository's zoo/ changed"
 
 
 def test_zoo_command_trains_the_missing_points_only(tmp_path, monkeypatch, capsys, count_fits):

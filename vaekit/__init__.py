@@ -3,14 +3,20 @@
 Learners use ``import vaekit as vk``; the names below are the public surface.
 """
 
+from vaekit import batched as batched
 from vaekit import checkpoint as checkpoint
 from vaekit import datasets as datasets
 from vaekit import elbo as elbo
+from vaekit import latent as latent
 from vaekit import models as models
 from vaekit import nn as nn
+from vaekit import objectives as objectives
 from vaekit import segmentation as segmentation
 from vaekit import train as train
 from vaekit import zoo as zoo
+from vaekit.batched import decode as decode
+from vaekit.batched import encode as encode
+from vaekit.batched import reconstruct as reconstruct
 from vaekit.checkpoint import CheckpointError as CheckpointError
 from vaekit.datasets import Dataset as Dataset
 from vaekit.datasets import DatasetError as DatasetError
@@ -24,17 +30,26 @@ from vaekit.elbo import gaussian_kl as gaussian_kl
 from vaekit.elbo import gaussian_log_likelihood as gaussian_log_likelihood
 from vaekit.elbo import iwae_bound as iwae_bound
 from vaekit.elbo import reparameterize as reparameterize
+from vaekit.models import Autoencoder as Autoencoder
+from vaekit.models import Classifier as Classifier
+from vaekit.models import ClassifierConfig as ClassifierConfig
 from vaekit.models import ConfigError as ConfigError
 from vaekit.models import VAE as VAE
 from vaekit.models import VAEConfig as VAEConfig
 from vaekit.models import count_parameters as count_parameters
 from vaekit.models import make_vae as make_vae
+from vaekit.objectives import ClassificationObjective as ClassificationObjective
+from vaekit.objectives import ElboObjective as ElboObjective
+from vaekit.objectives import ReconstructionObjective as ReconstructionObjective
 from vaekit.segmentation import SegmentationObjective as SegmentationObjective
 from vaekit.segmentation import UNet as UNet
+from vaekit.segmentation import UNetConfig as UNetConfig
 from vaekit.train import TrainConfig as TrainConfig
 from vaekit.train import TrainingDivergedError as TrainingDivergedError
 from vaekit.train import evaluate as evaluate
 from vaekit.train import fit as fit
+from vaekit.train import make_optimizer as make_optimizer
+from vaekit.train import train_step as train_step
 
 __version__ = "0.1.0"
 

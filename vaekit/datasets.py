@@ -1,6 +1,6 @@
 """Image datasets that ship with the kit: reading IDX files, named splits, binarization.
 
-Everything is read from the repository's ``data/`` folder: nothing is downloaded.
+Everything is read from the kit's own copy of the data (:func:`default_data_dir`): nothing is downloaded.
 Images come back as ``float32`` arrays of shape ``(N, 28, 28, 1)`` (NHWC) with values
 in ``[0, 1]``, labels as ``int32`` arrays of shape ``(N,)``.
 
@@ -19,12 +19,17 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import pathlib
+import site
 import struct
+import sys
+import sysconfig
 import zlib
 
 import numpy as np
 
-DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+# Where an installed kit keeps its data, under an installation prefix (pyproject.toml's data-files).
+INSTALLED_DATA = pathlib.Path("share", "vaekit", "data")
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -79,6 +84,44 @@ class DatasetError(ValueError):
     """A dataset name, split or file that cannot be used."""
 
 
+def checkout_root() -> pathlib.Path | None:
+    """The source tree the package runs from (a clone, an editable install), or ``None`` for an installed kit."""
+    root = PACKAGE_DIR.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def data_dir_candidates() -> list[pathlib.Path]:
+    """Where :func:`default_data_dir` looks, in order: the checkout's ``data/``, then ``<prefix>/share/vaekit/data``.
+
+    The prefixes are the current environment's, the user's (``pip install --user``) and the one
+    the package itself sits in (``<prefix>/lib/python3.X/site-packages/vaekit``, e.g. ``pip install --prefix``).
+    """
+    checkout = checkout_root()
+    prefixes = [sysconfig.get_path("data"), sys.prefix, site.getuserbase()]
+    prefixes += [lib.parent for lib in PACKAGE_DIR.parents[1:3] if lib.name.lower() == "lib"]
+    candidates = [checkout / "data"] if checkout is not None else []
+    for prefix in prefixes:
+        if (candidate := pathlib.Path(prefix) / INSTALLED_DATA) not in candidates:
+            candidates.append(candidate)
+    return candidates
+
+
+def default_data_dir() -> pathlib.Path:
+    """The folder holding the bundled datasets, wherever the kit runs from (the current directory plays no part).
+
+    Raises:
+      DatasetError: no candidate of :func:`data_dir_candidates` exists; the message lists them.
+    """
+    candidates = data_dir_candidates()
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise DatasetError(
+        "the kit's data folder was not found; looked in " + ", ".join(map(str, candidates))
+        + " (reinstall vaekit, or pass data_dir= a folder holding fashion-mnist/ and mnist-10k/)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """Images and labels of one split.
@@ -106,6 +149,11 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, labels)``, the batch form objectives take (a conditional VAE reads the labels)."""
+        return self.images, self.labels
+
     def take(self, n: int) -> "Dataset":
         """The first ``n`` examples, e.g. for a quick experiment."""
         if not 0 < n <= len(self):
@@ -129,7 +177,7 @@ def read_idx(path: str | pathlib.Path, *, magic: int) -> np.ndarray:
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise DatasetError(f"{path}: file not found (the kit's data/ folder ships it; is the checkout complete?)")
+        raise DatasetError(f"{path}: file not found (the kit's data folder ships it; is the kit complete?)")
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
@@ -182,7 +230,7 @@ def load(
       binarization: ``None`` (grey levels), ``"static"`` (drawn once with ``seed``) or
         ``"dynamic"`` (left grey here, redrawn by training on every epoch).
       seed: seed of the static binarization.
-      data_dir: folder holding the dataset folders; the kit's ``data/`` by default.
+      data_dir: folder holding the dataset folders; :func:`default_data_dir` by default.
 
     Returns:
       A :class:`Dataset`.
@@ -196,7 +244,7 @@ def load(
     _check_choice("split", split, SPLITS)
     _check_choice("binarization", binarization, (None, *BINARIZATIONS))
     source = _SOURCES[name]
-    folder = pathlib.Path(data_dir) if data_dir is not None else DATA_DIR
+    folder = pathlib.Path(data_dir) if data_dir is not None else default_data_dir()
     folder = folder / source.folder
     images_file, labels_file = source.files[split]
     images = read_idx(folder / images_file, magic=IMAGES_MAGIC)
@@ -301,7 +349,7 @@ def segmentation_scenes(
       seed: seeds the choice of items and positions.
       size: canvas height and width, at least 28 (an item's size).
       items_per_scene: ``(fewest, most)`` items, ``1 <= fewest <= most``.
-      data_dir: folder holding the dataset folders; the kit's ``data/`` by default.
+      data_dir: folder holding the dataset folders; :func:`default_data_dir` by default.
 
     Returns:
       A :class:`SegmentationScenes`.

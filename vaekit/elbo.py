@@ -34,12 +34,37 @@ import jax.numpy as jnp
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+FREE_BITS_PER = ("example", "minibatch")
+
+
 class VariationalModel(Protocol):
-    """What the bounds need of a model (:class:`vaekit.models.VAE` is one)."""
+    """What the bounds need of a model (:class:`vaekit.models.VAE` is one).
+
+    A conditional model's two methods also take the labels as ``condition=``; the bounds
+    pass that keyword only when given a condition, so an unconditional model need not accept it.
+    """
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]: ...
 
     def log_likelihood(self, x: jax.Array, z: jax.Array) -> jax.Array: ...
+
+
+def check_free_bits(free_bits: float, free_bits_per: str) -> None:
+    """Raises a ValueError naming the parameter unless ``free_bits >= 0`` and ``free_bits_per`` is a variant."""
+    if not free_bits >= 0:
+        raise ValueError(f"free_bits must be >= 0 nats per dimension; got {free_bits!r}")
+    if free_bits_per not in FREE_BITS_PER:
+        raise ValueError(f"free_bits_per must be one of {', '.join(map(repr, FREE_BITS_PER))}; got {free_bits_per!r}")
+
+
+def condition_keyword(condition: jax.Array | None) -> dict[str, jax.Array]:
+    """``{"condition": condition}`` to pass on to a model's method, or no keyword at all for ``None``.
+
+    Example:
+      >>> condition_keyword(None), condition_keyword(jnp.array([3]))
+      ({}, {'condition': Array([3], dtype=int32)})
+    """
+    return {} if condition is None else {"condition": condition}
 
 
 def _same_shape(a_name: str, a: jax.Array, b_name: str, b: jax.Array) -> None:
@@ -174,6 +199,59 @@ class ElboTerms(NamedTuple):
         return self.distortion + self.rate
 
 
+def free_bits_rate(kl: jax.Array, free_bits: float, *, per: str = "example") -> jax.Array:
+    r"""The rate with free bits: the KL of each latent dimension floored at :math:`\lambda` nats.
+
+    A dimension whose KL is below :math:`\lambda` feels no pull towards the prior, which
+    keeps dimensions from collapsing early in training (Kingma et al., 2016). The floor
+    applies to one of two KLs:
+
+    * ``per="example"``: each example's own KL,
+      :math:`\text{penalised}_n = \sum_j \max(\lambda, \mathrm{KL}_{nj})`.
+    * ``per="minibatch"``: Kingma et al.'s variant (each dimension a group of its own):
+      the KL of dimension :math:`j` averaged over the :math:`M` examples of the minibatch,
+      :math:`\overline{\mathrm{KL}}_j = \frac1M \sum_n \mathrm{KL}_{nj}`, so that the
+      minibatch's loss is
+      :math:`\frac1M \sum_n \text{distortion}_n + \beta \sum_j \max(\lambda, \overline{\mathrm{KL}}_j)`.
+      It is returned per example as
+
+      .. math::
+
+         \text{penalised}_n = \sum_j \begin{cases}
+             \mathrm{KL}_{nj} & \text{if } \overline{\mathrm{KL}}_j > \lambda, \\
+             \lambda & \text{otherwise,}
+         \end{cases}
+
+      whose mean over the minibatch is :math:`\sum_j \max(\lambda, \overline{\mathrm{KL}}_j)`,
+      with the same gradient. One example's value depends on the rest of its minibatch.
+
+    The two differ where a dimension carries information about some examples and not
+    others: per example, the examples below :math:`\lambda` on it are free and the others
+    pay; per minibatch, all of them pay when its mean KL is above :math:`\lambda`, and none
+    when it is below.
+
+    Args:
+      kl: :math:`\mathrm{KL}_{nj}`, shape ``(batch, latent_dim)`` (see :func:`gaussian_kl`).
+      free_bits: :math:`\lambda \ge 0`, nats per latent dimension.
+      per: ``"example"`` or ``"minibatch"``.
+
+    Returns:
+      ``(batch,)`` penalised rates.
+
+    Example:
+      >>> kl = jnp.array([[0.0, 3.0], [2.0, 3.0]])
+      >>> free_bits_rate(kl, 1.5)  # [1.5 + 3, 2 + 3]
+      Array([4.5, 5. ], dtype=float32)
+      >>> free_bits_rate(kl, 1.5, per="minibatch")  # dimension 0's mean KL is 1 < 1.5: floored for both
+      Array([4.5, 4.5], dtype=float32)
+    """
+    check_free_bits(free_bits, per)
+    if per == "example":
+        return jnp.sum(jnp.maximum(kl, free_bits), axis=-1)
+    mean_kl = jnp.mean(kl, axis=0, keepdims=True)
+    return jnp.sum(jnp.where(mean_kl > free_bits, kl, free_bits), axis=-1)
+
+
 def elbo_terms(
     model: VariationalModel,
     x: jax.Array,
@@ -181,6 +259,8 @@ def elbo_terms(
     key: jax.Array,
     beta: float | jax.Array = 1.0,
     free_bits: float = 0.0,
+    free_bits_per: str = "example",
+    condition: jax.Array | None = None,
 ) -> ElboTerms:
     r"""Single-sample estimate of the (β-)ELBO terms for a batch.
 
@@ -189,9 +269,10 @@ def elbo_terms(
        \text{loss} = -\log p_\theta(x|z) + \beta \sum_j \max\big(\lambda, \mathrm{KL}_j\big),
        \qquad z = \mu + \sigma\odot\varepsilon,
 
-    where :math:`\lambda` is ``free_bits`` in nats per latent dimension (0 disables it):
-    dimensions whose KL is below :math:`\lambda` feel no pressure towards the prior,
-    which keeps them from collapsing early in training.
+    where :math:`\lambda` is ``free_bits`` in nats per latent dimension (0 disables it), the
+    floor of each example's KL as written here, or with ``free_bits_per="minibatch"`` the floor
+    of each dimension's mean KL over the minibatch (see :func:`free_bits_rate`). A conditional
+    model's terms are those of :math:`q_\phi(z|x, y)` and :math:`p_\theta(x|z, y)`.
 
     Args:
       model: a :class:`VariationalModel`.
@@ -199,38 +280,48 @@ def elbo_terms(
       key: PRNG key of the reparameterized sample.
       beta: weight :math:`\beta \ge 0` of the rate in the loss.
       free_bits: :math:`\lambda \ge 0`, in nats per latent dimension.
+      free_bits_per: ``"example"`` or ``"minibatch"`` (Kingma et al., 2016).
+      condition: integer labels ``(batch,)`` of a conditional model, else ``None``.
 
     Returns:
-      :class:`ElboTerms` of shape ``(batch,)`` each.
+      :class:`ElboTerms` of shape ``(batch,)`` each; ``rate`` is always the true KL.
     """
     if not isinstance(beta, jax.Array) and not beta >= 0:
         raise ValueError(f"beta must be >= 0; got {beta!r}")
-    if not free_bits >= 0:
-        raise ValueError(f"free_bits must be >= 0 nats per dimension; got {free_bits!r}")
-    mean, log_var = model.encode(x)
+    check_free_bits(free_bits, free_bits_per)
+    mean, log_var = model.encode(x, **condition_keyword(condition))
     z = reparameterize(mean, log_var, key=key)
-    distortion = -model.log_likelihood(x, z)
+    distortion = -model.log_likelihood(x, z, **condition_keyword(condition))
     kl = gaussian_kl(mean, log_var)
     rate = jnp.sum(kl, axis=-1)
-    penalised = jnp.sum(jnp.maximum(kl, free_bits), axis=-1) if free_bits > 0 else rate
+    penalised = free_bits_rate(kl, free_bits, per=free_bits_per) if free_bits > 0 else rate
     return ElboTerms(distortion=distortion, rate=rate, loss=distortion + beta * penalised)
 
 
-def log_importance_weights(model: VariationalModel, x: jax.Array, *, key: jax.Array, num_samples: int) -> jax.Array:
+def _log_weights(model: VariationalModel, x: jax.Array, mean: jax.Array, log_var: jax.Array, keys: jax.Array,
+                 condition: jax.Array | None) -> jax.Array:
+    """:math:`\\log w` of one draw per key from the given posterior, all keys at once: ``(len(keys), batch)``."""
+
+    def one(key):
+        z = reparameterize(mean, log_var, key=key)
+        log_prior = gaussian_log_density(z, jnp.zeros_like(z), jnp.zeros_like(z))
+        log_posterior = gaussian_log_density(z, mean, log_var)
+        return model.log_likelihood(x, z, **condition_keyword(condition)) + log_prior - log_posterior
+
+    return jax.vmap(one)(keys)
+
+
+def log_importance_weights(model: VariationalModel, x: jax.Array, *, key: jax.Array, num_samples: int,
+                           condition: jax.Array | None = None) -> jax.Array:
     r""":math:`\log w_k = \log p_\theta(x|z_k) + \log p(z_k) - \log q_\phi(z_k|x)` for ``num_samples`` draws.
+
+    The encoder runs once; the ``num_samples`` draws are decoded together (``jax.vmap``).
 
     Returns:
       ``(num_samples, batch)`` log-weights.
     """
-    mean, log_var = model.encode(x)
-
-    def one(sample_key):
-        z = reparameterize(mean, log_var, key=sample_key)
-        log_prior = gaussian_log_density(z, jnp.zeros_like(z), jnp.zeros_like(z))
-        log_posterior = gaussian_log_density(z, mean, log_var)
-        return model.log_likelihood(x, z) + log_prior - log_posterior
-
-    return jax.lax.map(one, jax.random.split(key, num_samples))
+    mean, log_var = model.encode(x, **condition_keyword(condition))
+    return _log_weights(model, x, mean, log_var, jax.random.split(key, num_samples), condition)
 
 
 def iwae_bound(
@@ -240,6 +331,7 @@ def iwae_bound(
     key: jax.Array,
     num_samples: int,
     chunk_size: int = 100,
+    condition: jax.Array | None = None,
 ) -> jax.Array:
     r"""The importance-weighted bound :math:`\mathcal{L}_k`, an estimate of :math:`\log p_\theta(x)`.
 
@@ -250,9 +342,13 @@ def iwae_bound(
 
     :math:`\mathcal{L}_1` is the ELBO in expectation,
     :math:`\mathbb{E}\,\mathcal{L}_k \le \mathbb{E}\,\mathcal{L}_{k+1} \le \log p_\theta(x)`, and
-    :math:`\mathcal{L}_k \to \log p_\theta(x)` as :math:`k \to \infty`. The samples are
-    drawn ``chunk_size`` at a time and folded into a running log-sum-exp, so
-    ``num_samples = 1000`` needs the memory of ``chunk_size`` samples only.
+    :math:`\mathcal{L}_k \to \log p_\theta(x)` as :math:`k \to \infty`.
+
+    The encoder runs once for the batch. The samples are then decoded ``chunk_size`` at a
+    time, each chunk in one vectorised call (``jax.vmap``), and folded into a running
+    log-sum-exp, so ``num_samples = 1000`` needs the memory of ``chunk_size`` decodes of
+    the batch only. The running sum has the dtype of ``x`` and the posterior (``float64``
+    under ``jax.enable_x64`` with a ``float64`` input).
 
     Args:
       model: a :class:`VariationalModel`.
@@ -260,6 +356,7 @@ def iwae_bound(
       key: PRNG key.
       num_samples: :math:`k \ge 1`.
       chunk_size: samples evaluated at once; ``num_samples`` need not be a multiple.
+      condition: integer labels ``(batch,)`` of a conditional model, else ``None``.
 
     Returns:
       ``(batch,)`` values of :math:`\mathcal{L}_k` in nats (negate for the NLL).
@@ -270,16 +367,17 @@ def iwae_bound(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     chunk_size = min(chunk_size, num_samples)
     num_chunks = -(-num_samples // chunk_size)
-    keys = jax.random.split(key, num_chunks)
+    mean, log_var = model.encode(x, **condition_keyword(condition))
+    dtype = jnp.result_type(x.dtype, mean.dtype)
 
     def add_chunk(running, chunk):
         index, chunk_key = chunk
-        log_w = log_importance_weights(model, x, key=chunk_key, num_samples=chunk_size)
+        log_w = _log_weights(model, x, mean, log_var, jax.random.split(chunk_key, chunk_size), condition)
         # The last chunk may hold more samples than asked for: mask the surplus.
         valid = index * chunk_size + jnp.arange(chunk_size) < num_samples
         log_w = jnp.where(valid[:, None], log_w, -jnp.inf)
-        return jnp.logaddexp(running, jax.nn.logsumexp(log_w, axis=0)), None
+        return jnp.logaddexp(running, jax.nn.logsumexp(log_w, axis=0).astype(dtype)), None
 
-    start = jnp.full((x.shape[0],), -jnp.inf, dtype=jnp.float32)
-    total, _ = jax.lax.scan(add_chunk, start, (jnp.arange(num_chunks), keys))
+    start = jnp.full((x.shape[0],), -jnp.inf, dtype)
+    total, _ = jax.lax.scan(add_chunk, start, (jnp.arange(num_chunks), jax.random.split(key, num_chunks)))
     return total - math.log(num_samples)

@@ -18,16 +18,44 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from vaekit import nn
+from vaekit.models import Config, ConfigError, check_positive_int
 
 
-def _is_positive_integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+@dataclasses.dataclass(frozen=True)
+class UNetConfig(Config):
+    """The architecture of a :class:`UNet`.
+
+    Attributes:
+      in_channels: channels of the input image.
+      num_classes: classes per pixel (including background).
+      channels: channels per resolution level, finest first; ``len(channels) - 1``
+        downsamplings, so height and width must be multiples of ``2 ** (len(channels) - 1)``.
+      upsampling: ``"transposed"``, ``"repeat"`` or ``"pixel_shuffle"`` (see :mod:`vaekit.nn`).
+    """
+
+    in_channels: int = 1
+    num_classes: int = 11
+    channels: tuple[int, ...] = (16, 32, 64)
+    upsampling: str = "transposed"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(self.channels))
+        check_positive_int("in_channels", self.in_channels)
+        check_positive_int("num_classes", self.num_classes)
+        if len(self.channels) < 2:
+            raise ConfigError(f"channels must name at least two levels; got {self.channels!r}")
+        for i, c in enumerate(self.channels):
+            check_positive_int(f"channels[{i}]", c)
+        if self.upsampling not in nn.UPSAMPLINGS:
+            raise ConfigError(f"upsampling must be one of {', '.join(map(repr, nn.UPSAMPLINGS))}; "
+                              f"got {self.upsampling!r}")
 
 
 class UNet(nnx.Module):
@@ -39,52 +67,35 @@ class UNet(nnx.Module):
     and mixes the two with a 3×3 convolution; a 1×1 convolution gives the class logits.
 
     Args:
-      in_channels: channels of the input image.
-      num_classes: classes per pixel (including background).
-      channels: channels per resolution level, finest first; ``len(channels) - 1``
-        downsamplings, so height and width must be multiples of ``2 ** (len(channels) - 1)``.
-      upsampling: ``"transposed"``, ``"repeat"`` or ``"pixel_shuffle"`` (see :mod:`vaekit.nn`).
+      config: the architecture (a :class:`UNetConfig`).
       rngs: initialises the parameters.
 
     Example:
       >>> unet = UNet(rngs=nnx.Rngs(0))
       >>> unet(jnp.zeros((2, 64, 64, 1))).shape
       (2, 64, 64, 11)
+      >>> UNet(UNetConfig(in_channels=3, num_classes=2), rngs=nnx.Rngs(0))(jnp.zeros((1, 32, 32, 3))).shape
+      (1, 32, 32, 2)
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 11,
-        channels: tuple[int, ...] = (16, 32, 64),
-        upsampling: str = "transposed",
-        *,
-        rngs: nnx.Rngs,
-    ):
-        channels = tuple(channels)
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if not _is_positive_integer(value):
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if len(channels) < 2:
-            raise ValueError(f"channels must name at least two levels; got {channels!r}")
-        if not all(map(_is_positive_integer, channels)):
-            raise ValueError(f"channels must be positive integers; got {channels!r}")
-        if upsampling not in nn.UPSAMPLINGS:
-            raise ValueError(f"upsampling must be one of {', '.join(map(repr, nn.UPSAMPLINGS))}; got {upsampling!r}")
-        self.channels = channels
-        self.num_classes = num_classes
-        self.stem = nnx.List([nn.Conv(in_channels, channels[0], 3, rngs=rngs), nn.Conv(channels[0], channels[0], 3, rngs=rngs)])
+    def __init__(self, config: UNetConfig = UNetConfig(), *, rngs: nnx.Rngs):
+        if not isinstance(config, UNetConfig):
+            raise TypeError(f"config must be a UNetConfig; got {config!r}")
+        self.config = config
+        channels = config.channels
+        self.stem = nnx.List([nn.Conv(config.in_channels, channels[0], 3, rngs=rngs),
+                              nn.Conv(channels[0], channels[0], 3, rngs=rngs)])
         self.down = nnx.List([nn.Downsample(a, b, rngs=rngs) for a, b in zip(channels[:-1], channels[1:])])
         self.down_mix = nnx.List([nn.Conv(c, c, 3, rngs=rngs) for c in channels[1:]])
         self.up = nnx.List(
-            [nn.make_upsample(upsampling, b, a, rngs=rngs) for a, b in zip(channels[-2::-1], channels[:0:-1])]
+            [nn.make_upsample(config.upsampling, b, a, rngs=rngs) for a, b in zip(channels[-2::-1], channels[:0:-1])]
         )
         self.up_mix = nnx.List([nn.Conv(2 * c, c, 3, rngs=rngs) for c in channels[-2::-1]])
-        self.head = nn.Conv(channels[0], num_classes, 1, rngs=rngs)
+        self.head = nn.Conv(channels[0], config.num_classes, 1, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Class logits ``(batch, height, width, num_classes)`` of images ``(batch, height, width, in_channels)``."""
-        scale = 2 ** (len(self.channels) - 1)
+        scale = 2 ** (len(self.config.channels) - 1)
         if x.ndim != 4 or x.shape[1] % scale or x.shape[2] % scale:
             raise ValueError(f"UNet: x must be (batch, height, width, channels) with height and width "
                              f"multiples of {scale}; got shape {tuple(x.shape)}")

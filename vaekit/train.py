@@ -1,23 +1,29 @@
-"""Compiled training: a functional step, whole-epoch scans, schedules, history and data parallelism.
+r"""Training: one step of gradient descent, and ``fit``, which repeats it over epochs.
 
-The model is split once into a static graph and a pytree of parameters
-(``nnx.split``); every update is then a pure function of arrays, compiled by
-``jax.jit``. Two loops share that update:
+An *objective* gives a loss per example; training lowers their mean over a batch
+:math:`B` by moving the parameters :math:`\theta` along an optimizer's update of the gradient,
 
-* ``"scan"``: the whole epoch is one ``jax.lax.scan`` over device-resident batches:
-  one dispatch per epoch, no Python per step (fastest for dense models);
-* ``"step"``: one compiled call per batch (fastest where a scan body slows a
-  convolution down); ``"auto"`` asks :func:`vaekit.nn.preferred_loop`.
+.. math::
 
-Batches are sharded over all local devices along a ``"data"`` mesh axis and the
-parameters replicated, so one device and many run the same code.
+   g = \nabla_\theta \frac{1}{|B|} \sum_{x \in B} \ell_\theta(x), \qquad
+   \theta \leftarrow \theta + \operatorname{update}(g),
+
+where ``update`` is Adam by default (Kingma & Ba, 2015) or any Optax transformation.
+:func:`train_step` is that whole idea in a dozen lines. :func:`fit` runs the same
+``train_step`` over shuffled batches for several epochs; *how* it runs them fast (whole
+epochs compiled as one loop, batches split over devices and processes) is in the private
+``vaekit._engine`` and never changes *what* is computed.
+
+References:
+  Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
-import time
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import jax
@@ -25,12 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
-from vaekit import elbo, nn
+from vaekit import _engine, batched, elbo
 from vaekit.datasets import Dataset
-from vaekit.models import ConfigError
+from vaekit.models import Config, ConfigError, check_positive_int
+from vaekit.elbo import FREE_BITS_PER
+from vaekit.objectives import ElboObjective
 
 LOOPS = ("auto", "scan", "step")
 Batch = tuple[jax.Array, ...]
@@ -42,19 +48,22 @@ class TrainingDivergedError(FloatingPointError):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """How to train.
 
     Attributes:
       epochs: passes over the training set.
       batch_size: examples per update; a multiple of the number of devices.
-      learning_rate: Adam's step size.
-      beta: weight :math:`\\beta \\ge 0` of the rate (KL) in the loss.
+      learning_rate: step size of the default optimizer, Adam.
+      beta: weight :math:`\\beta \\ge 0` of the rate (KL) in the ELBO objective.
       warmup_epochs: KL warm-up: :math:`\\beta` rises linearly from 0 to ``beta`` over
         this many epochs (0 disables it), so the decoder learns before the prior pulls.
       free_bits: nats per latent dimension below which the KL is not penalised.
+      free_bits_per: ``"example"`` (each example's KL per dimension is floored) or
+        ``"minibatch"`` (the batch mean of each dimension is, as in Kingma et al., 2016).
       seed: seeds shuffling, reparameterization and dynamic binarization.
-      loop: ``"auto"``, ``"scan"`` or ``"step"`` (see the module docstring).
+      loop: ``"auto"``, ``"scan"`` (a whole epoch compiled as one loop) or ``"step"`` (a
+        compiled call per batch); they compute the same training at different speeds.
       eval_batch_size: examples per compiled evaluation call.
     """
 
@@ -64,51 +73,115 @@ class TrainConfig:
     beta: float = 1.0
     warmup_epochs: float = 0.0
     free_bits: float = 0.0
+    free_bits_per: str = "example"
     seed: int = 0
     loop: str = "auto"
-    eval_batch_size: int = 1000
+    eval_batch_size: int = batched.BATCH_SIZE
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("learning_rate", "beta", "warmup_epochs", "free_bits"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-        for name, low in (("learning_rate", 0.0), ("beta", 0.0), ("warmup_epochs", 0.0), ("free_bits", 0.0)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < low or (
-                name == "learning_rate" and value == 0
-            ):
-                bound = "> 0" if name == "learning_rate" else ">= 0"
-                raise ConfigError(f"{name} must be a finite number {bound}; got {value!r}")
-        if self.loop not in LOOPS:
-            raise ConfigError(f"loop must be one of {', '.join(map(repr, LOOPS))}; got {self.loop!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig fields: {', '.join(sorted(unknown))}")
-        return cls(**values)
+            positive = name == "learning_rate"
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or value < 0 or (positive and value == 0)):
+                raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer; got {self.seed!r}")
+        for name, allowed in (("loop", LOOPS), ("free_bits_per", FREE_BITS_PER)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {getattr(self, name)!r}")
 
 
 class Objective(Protocol):
-    """A loss: per-example values to minimise, and per-example metrics to report."""
+    """A loss: per-example values to minimise, and per-example metrics to report.
 
-    def __call__(self, model: nnx.Module, batch: Batch, *, key: jax.Array, beta: jax.Array) -> tuple[jax.Array, Metrics]: ...
+    ``key`` (randomness, e.g. the reparameterization noise) and ``beta`` (the weight of
+    the KL) are optional: an objective receives only the keywords its signature names.
+    """
+
+    def __call__(self, model: nnx.Module, batch: Batch, *, key: jax.Array,
+                 beta: jax.Array) -> tuple[jax.Array, Metrics]: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class ElboObjective:
-    """The (β-)ELBO of a VAE on ``batch[0]``; reports ``neg_elbo``, ``rate`` and ``distortion`` in nats."""
+def _keywords(objective) -> frozenset[str]:
+    parameters = inspect.signature(objective).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return frozenset({"key", "beta"})
+    return frozenset(p.name for p in parameters if p.name in ("key", "beta"))
 
-    free_bits: float = 0.0
 
-    def __call__(self, model, batch: Batch, *, key: jax.Array, beta: jax.Array) -> tuple[jax.Array, Metrics]:
-        terms = elbo.elbo_terms(model, batch[0], key=key, beta=beta, free_bits=self.free_bits)
-        return terms.loss, {"neg_elbo": terms.neg_elbo, "rate": terms.rate, "distortion": terms.distortion}
+def _name(objective) -> str:
+    return getattr(objective, "__qualname__", type(objective).__name__)
+
+
+def objective_values(objective: Objective, model: nnx.Module, batch: Batch, *, key: jax.Array,
+                     beta: float | jax.Array) -> tuple[jax.Array, Metrics]:
+    """``objective(model, batch, ...)`` with the keywords it takes, checked to be per example.
+
+    Raises:
+      ValueError: the losses or a metric are not of shape ``(batch,)``, naming the objective.
+    """
+    given = {"key": key, "beta": beta}
+    losses, metrics = objective(model, batch, **{k: v for k, v in given.items() if k in _keywords(objective)})
+    expected = (batch[0].shape[0],)
+    for what, value in (("losses", losses), *((f"metric {name!r}", v) for name, v in metrics.items())):
+        if jnp.shape(value) != expected:
+            raise ValueError(f"objective {_name(objective)} must return per-example {what} of shape {expected}; "
+                             f"got shape {jnp.shape(value)} (return one value per example, not their mean)")
+    return losses, metrics
+
+
+def uses_beta(objective: Objective) -> bool:
+    """Whether ``objective`` takes ``beta`` (and so whether the history reports it)."""
+    return "beta" in _keywords(objective)
+
+
+@functools.partial(nnx.jit, static_argnames=("objective", "optimizer"))
+def train_step(model: nnx.Module, optimizer_state: optax.OptState, batch: Batch, *, key: jax.Array,
+               beta: float | jax.Array = 1.0, objective: Objective,
+               optimizer: optax.GradientTransformation) -> tuple[optax.OptState, jax.Array, Metrics]:
+    """One step of training: the mean loss of a batch, its gradient, and the optimizer's update.
+
+    Only :class:`flax.nnx.Param` variables are differentiated and updated; other state
+    (a fixed variance, BatchNorm statistics, RNG counters) keeps what the forward pass
+    wrote. ``model`` is updated in place.
+
+    Args:
+      model: the model to train.
+      optimizer_state: ``optimizer.init(nnx.state(model, nnx.Param))`` at first, then
+        what the previous step returned.
+      batch: a tuple of arrays with a common first axis, e.g. ``(images, labels)``.
+      key: randomness of this step (fresh for every step).
+      beta: the KL weight, for objectives that take it.
+      objective: the loss (see :class:`Objective`).
+      optimizer: an Optax transformation, e.g. ``optax.adam(1e-3)``.
+
+    Returns:
+      ``(optimizer_state, losses, metrics)``, the last two per example.
+
+    Example:
+      >>> from vaekit import datasets, models
+      >>> model = models.make_vae(models.VAEConfig(latent_dim=2))
+      >>> optimizer = optax.adam(1e-3)
+      >>> state = optimizer.init(nnx.state(model, nnx.Param))
+      >>> images = datasets.load("mnist", "test").images[:32]
+      >>> state, losses, metrics = train_step(model, state, (images,), key=jax.random.key(0),
+      ...                                     objective=ElboObjective(), optimizer=optimizer)
+      >>> losses.shape, sorted(metrics)
+      ((32,), ['distortion', 'neg_elbo', 'rate'])
+    """
+
+    def mean_loss(model):
+        losses, metrics = objective_values(objective, model, batch, key=key, beta=beta)
+        return jnp.mean(losses), (losses, metrics)
+
+    gradients, (losses, metrics) = nnx.grad(mean_loss, has_aux=True)(model)
+    params = nnx.state(model, nnx.Param)
+    updates, optimizer_state = optimizer.update(gradients, optimizer_state, params)
+    nnx.update(model, optax.apply_updates(params, updates))
+    return optimizer_state, losses, metrics
 
 
 class TrainResult(NamedTuple):
@@ -116,9 +189,10 @@ class TrainResult(NamedTuple):
 
     Attributes:
       model: the trained model (the same object that was passed in, updated).
-      opt_state: Adam's state, to resume training or save a checkpoint.
-      history: one dict per epoch: ``epoch``, ``beta``, ``train_<metric>``, ``test_<metric>``
-        (means per example, in nats for the ELBO terms), ``images_per_s`` and ``seconds``.
+      opt_state: the optimizer's state, to resume training or save a checkpoint.
+      history: one dict per epoch: ``epoch``, ``beta`` (for objectives that take it),
+        ``train_<metric>``, ``test_<metric>`` (means per example, in nats for the ELBO
+        terms), ``images_per_s`` and ``seconds``.
       compile_seconds: time spent compiling the update and evaluation.
     """
 
@@ -129,18 +203,30 @@ class TrainResult(NamedTuple):
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam with the configured learning rate (Kingma & Ba, 2015)."""
+    """Adam with the configured learning rate (Kingma & Ba, 2015): ``fit``'s default optimizer."""
     return optax.adam(config.learning_rate)
 
 
-def data_mesh() -> Mesh:
-    """A 1-D mesh over all local devices; batches split along its ``"data"`` axis."""
-    return Mesh(np.asarray(jax.local_devices()), ("data",))
+def beta_schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
+    r""":math:`\beta` at each (0-based) step: ``config.beta``, or a linear warm-up to it.
+
+    .. math::
+
+       \beta_t = \beta \cdot \min\Big(1, \frac{t + 1}{\text{warmup\_epochs} \cdot \text{steps\_per\_epoch}}\Big).
+    """
+
+    def beta_at(step: jax.Array) -> jax.Array:
+        if config.warmup_epochs == 0:
+            return jnp.float32(config.beta)
+        ramp = (step + 1).astype(jnp.float32) / (config.warmup_epochs * steps_per_epoch)
+        return config.beta * jnp.minimum(ramp, 1.0)
+
+    return beta_at
 
 
 def as_arrays(data: Dataset | Sequence[np.ndarray], *, name: str) -> tuple[np.ndarray, ...]:
-    """The arrays of a dataset: ``(images,)`` for a :class:`Dataset`, else the sequence itself."""
-    arrays = (data.images,) if isinstance(data, Dataset) else tuple(data)
+    """The arrays of a dataset: ``(images, labels)`` for a :class:`Dataset`, else the sequence itself."""
+    arrays = data.arrays if isinstance(data, Dataset) else tuple(data)
     if not arrays:
         raise ValueError(f"{name} holds no arrays")
     n = arrays[0].shape[0]
@@ -153,164 +239,11 @@ def as_arrays(data: Dataset | Sequence[np.ndarray], *, name: str) -> tuple[np.nd
 
 
 def _check_images(model: nnx.Module, images: np.ndarray, *, name: str) -> None:
-    config = getattr(model, "config", None)
-    expected = getattr(config, "image_shape", None)
+    expected = getattr(getattr(model, "config", None), "image_shape", None)
     if expected is not None and tuple(images.shape[1:]) != tuple(expected):
         raise ValueError(f"{name} images have shape {tuple(images.shape[1:])}, the model expects {tuple(expected)}")
     if images.dtype != np.float32:
         raise ValueError(f"{name} images must be float32; got {images.dtype}")
-
-
-def _beta_at(config: TrainConfig, step: jax.Array, steps_per_epoch: int) -> jax.Array:
-    if config.warmup_epochs == 0:
-        return jnp.float32(config.beta)
-    ramp = (step + 1).astype(jnp.float32) / (config.warmup_epochs * steps_per_epoch)
-    return config.beta * jnp.minimum(ramp, 1.0)
-
-
-def _step_keys(key: jax.Array, steps: int) -> jax.Array:
-    """``(steps, 2)`` keys: each step's binarization and loss keys, split in one call per epoch.
-
-    On the CPU a key split runs as a rolled loop of small kernels (tens of microseconds);
-    one split for the whole epoch costs that once instead of once per step.
-    """
-    return jax.random.split(key, (steps, 2))
-
-
-# XLA:CPU (jaxlib 0.10) hands matmuls and reductions to the YNNPACK library by default. The
-# ELBO's per-image sum over 784 pixels then took ~0.6 ms of a ~3.9 ms step of the MLP VAE
-# (jax.profiler, 2-core CPU), against under 0.1 ms for XLA's own fused loop; without library
-# reductions the MLP trains ~10-20% faster, the conv VAE's step loop ~35% and IWAE scoring
-# ~20% (benchmarks/train_throughput.py). So compiled training and scoring keep YNNPACK for
-# matmuls only. The option is scoped to these compilations, not set process-wide.
-_CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
-
-
-def _compiler_options(device: jax.Device) -> dict[str, str] | None:
-    return _CPU_COMPILER_OPTIONS if device.platform == "cpu" else None
-
-
-class _Compiled(NamedTuple):
-    epoch: Callable  # scan loop: whole epoch
-    schedule: Callable  # step loop: an epoch's batches and keys
-    step: Callable  # step loop: one batch
-    evaluate: Callable
-
-
-def _compile_functions(graphdef, optimizer, objective: Objective, config: TrainConfig, mesh: Mesh, *,
-                       steps_per_epoch: int, binarize_dynamically: bool) -> _Compiled:
-    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-
-    def loss_fn(params, batch, key, beta):
-        model = nnx.merge(graphdef, params)
-        losses, metrics = objective(model, batch, key=key, beta=beta)
-        return jnp.mean(losses), (losses, metrics)
-
-    def gather(arrays, indices, key):
-        batch = tuple(jax.lax.with_sharding_constraint(a[indices], batch_sharding) for a in arrays)
-        if binarize_dynamically:
-            x = jax.random.bernoulli(key, batch[0]).astype(batch[0].dtype)
-            batch = (x, *batch[1:])
-        return batch
-
-    def update(params, opt_state, arrays, indices, keys, step):
-        binarize_key, loss_key = keys[0], keys[1]
-        beta = _beta_at(config, step, steps_per_epoch)
-        batch = gather(arrays, indices, binarize_key)
-        grads, (losses, metrics) = jax.grad(loss_fn, has_aux=True)(params, batch, loss_key, beta)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        # The barrier makes the means reuse the per-example values: without it XLA sums each
-        # metric again from the pixels, a second pass over the batch.
-        means = {name: jnp.mean(value) for name, value in jax.lax.optimization_barrier(metrics).items()}
-        return params, opt_state, jnp.mean(losses), means
-
-    def schedule(arrays, key):
-        """The epoch's batches (a fresh permutation, cut into ``steps_per_epoch`` rows) and per-step keys."""
-        shuffle_key, steps_key = jax.random.split(key)
-        order = jax.random.permutation(shuffle_key, arrays[0].shape[0])[: steps_per_epoch * config.batch_size]
-        return order.reshape(steps_per_epoch, config.batch_size), _step_keys(steps_key, steps_per_epoch)
-
-    def scheduled_update(params, opt_state, arrays, order, keys, offset, first_step):
-        return update(params, opt_state, arrays, order[offset], keys[offset], first_step + offset)
-
-    def epoch(params, opt_state, arrays, key, first_step):
-        order, keys = schedule(arrays, key)
-
-        def body(carry, inputs):
-            params, opt_state = carry
-            indices, step_keys, offset = inputs
-            params, opt_state, loss, means = update(params, opt_state, arrays, indices, step_keys, first_step + offset)
-            return (params, opt_state), (loss, means)
-
-        (params, opt_state), (losses, means) = jax.lax.scan(
-            body, (params, opt_state), (order, keys, jnp.arange(steps_per_epoch))
-        )
-        return params, opt_state, losses, means
-
-    def evaluate(params, arrays, key):
-        """Per-example loss and metrics over the whole set, in padded chunks."""
-        model_batch = config.eval_batch_size
-        n = arrays[0].shape[0]
-        chunks = -(-n // model_batch)
-        padded = tuple(jnp.concatenate([a, jnp.zeros((chunks * model_batch - n, *a.shape[1:]), a.dtype)]) for a in arrays)
-        beta = jnp.float32(config.beta)
-
-        def one(inputs):
-            index, chunk_key = inputs
-            batch = tuple(
-                jax.lax.with_sharding_constraint(
-                    jax.lax.dynamic_slice_in_dim(a, index * model_batch, model_batch), batch_sharding
-                )
-                for a in padded
-            )
-            model = nnx.merge(graphdef, params)
-            return objective(model, batch, key=chunk_key, beta=beta)
-
-        losses, metrics = jax.lax.map(one, (jnp.arange(chunks), jax.random.split(key, chunks)))
-        flat = lambda v: v.reshape(-1)[:n]
-        return flat(losses), {name: flat(value) for name, value in metrics.items()}
-
-    return _Compiled(
-        epoch=jax.jit(epoch, donate_argnums=(0, 1)),
-        schedule=jax.jit(schedule),
-        step=jax.jit(scheduled_update, donate_argnums=(0, 1)),
-        evaluate=jax.jit(evaluate),
-    )
-
-
-class _Progress:
-    """A tqdm bar, a caller's ``(done, total)`` callback, or nothing."""
-
-    def __init__(self, progress: bool | Callable[[int, int], None], *, total: int):
-        self.callback = progress if callable(progress) else None
-        self.bar = tqdm(total=total, desc="training", unit="step", leave=False) if progress is True else None
-        self.done, self.total = 0, total
-
-    def advance(self, steps: int) -> None:
-        self.done += steps
-        if self.bar is not None:
-            self.bar.update(steps)
-        if self.callback is not None:
-            self.callback(self.done, self.total)
-
-    def describe(self, **values) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(**values)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _fresh_copy(*trees):
-    """Copies that an epoch may donate (update in place) while the originals stay the last good state."""
-    return jax.tree.map(jnp.copy, trees)
-
-
-def _first_bad_step(losses: np.ndarray) -> int | None:
-    bad = np.flatnonzero(~np.isfinite(losses))
-    return int(bad[0]) if bad.size else None
 
 
 def fit(
@@ -320,21 +253,30 @@ def fit(
     config: TrainConfig = TrainConfig(),
     *,
     objective: Objective | None = None,
+    optimizer: optax.GradientTransformation | None = None,
     opt_state: Any = None,
     first_epoch: int = 1,
     progress: bool | Callable[[int, int], None] = True,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Trains ``model`` in place with Adam and returns it with its optimizer state and history.
+    """Trains ``model`` in place, ``config.epochs`` passes of :func:`train_step` over shuffled batches.
+
+    Runs unchanged on one device, on several, and on several processes started with
+    ``jax.distributed.initialize`` (each process passes the same data; every process
+    ends with the same parameters).
 
     Args:
-      model: an NNX module whose state is all :class:`flax.nnx.Param` (or constant variables).
-      train_data: a :class:`~vaekit.datasets.Dataset` (a ``"dynamic"`` one is re-binarized
-        on every epoch) or a sequence of arrays with a common first axis, e.g. ``(images, masks)``.
+      model: an NNX module; its :class:`flax.nnx.Param` are trained, its other state is
+        carried through each step (and updated where the module updates it).
+      train_data: a :class:`~vaekit.datasets.Dataset`, whose ``(images, labels)`` reach the
+        objective (a ``"dynamic"`` one is re-binarized on every epoch), or a sequence of
+        arrays with a common first axis, e.g. ``(images, masks)``.
       test_data: evaluated after each epoch (same form), or ``None``.
       config: a :class:`TrainConfig`.
       objective: the loss; the (β-)ELBO with ``config.free_bits`` by default.
-      opt_state: Adam's state to resume from; fresh if ``None``.
+      optimizer: any Optax ``GradientTransformation`` (SGD, a schedule, clipping...);
+        Adam with ``config.learning_rate`` by default.
+      opt_state: the optimizer's state to resume from; fresh if ``None``.
       first_epoch: number of the first epoch (to resume a schedule).
       progress: show a progress bar (``tqdm.auto``: terminal or notebook), or a callable
         ``(steps_done, total_steps)`` that reports progress itself.
@@ -356,7 +298,12 @@ def fit(
       >>> sorted(result.history[0])[:3]
       ['beta', 'epoch', 'images_per_s']
     """
-    objective = objective if objective is not None else ElboObjective(config.free_bits)
+    if objective is None:
+        objective = ElboObjective(free_bits=config.free_bits, free_bits_per=config.free_bits_per)
+    optimizer = optimizer if optimizer is not None else make_optimizer(config)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.sgd(0.1)); "
+                        f"got {type(optimizer).__name__}")
     train_arrays = as_arrays(train_data, name="train_data")
     _check_images(model, train_arrays[0], name="train_data")
     test_arrays = None
@@ -364,8 +311,7 @@ def fit(
         test_arrays = as_arrays(test_data, name="test_data")
         _check_images(model, test_arrays[0], name="test_data")
     n = train_arrays[0].shape[0]
-    mesh = data_mesh()
-    devices = mesh.devices.size
+    devices = jax.device_count()
     if config.batch_size > n:
         raise ConfigError(f"batch_size ({config.batch_size}) is larger than the training set ({n} examples)")
     if config.batch_size % devices or config.eval_batch_size % devices:
@@ -373,109 +319,29 @@ def fit(
             f"batch_size ({config.batch_size}) and eval_batch_size ({config.eval_batch_size}) must be multiples "
             f"of the number of devices ({devices})"
         )
-    loop = nn.preferred_loop(model) if config.loop == "auto" else config.loop
+    check_positive_int("first_epoch", first_epoch)
     steps_per_epoch = n // config.batch_size
-    dynamic = isinstance(train_data, Dataset) and train_data.binarization == "dynamic"
-
-    graphdef, params = nnx.split(model)
-    optimizer = make_optimizer(config)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    params = jax.device_put(params, replicated)
-    opt_state = jax.device_put(optimizer.init(params) if opt_state is None else opt_state, replicated)
-    train_device = jax.device_put(train_arrays, replicated)
-    test_device = jax.device_put(test_arrays, replicated) if test_arrays is not None else None
-    fns = _compile_functions(graphdef, optimizer, objective, config, mesh,
-                             steps_per_epoch=steps_per_epoch, binarize_dynamically=dynamic)
-
-    # "rbg" keys draw their bits with XLA's RngBitGenerator, one fused kernel; the default
-    # threefry draws the reparameterization noise of every step with a rolled loop of small
-    # kernels on the CPU (~0.08 ms of a ~3 ms MLP step). Results stay deterministic and the
-    # same on one device and on four (tests/test_train.py).
-    root = jax.random.key(config.seed, impl="rbg")
-    key_of = lambda purpose, epoch: jax.random.fold_in(jax.random.fold_in(root, purpose), epoch)
-    options = _compiler_options(mesh.devices.flat[0])
-    start = time.perf_counter()
-    if loop == "scan":
-        run_epoch = fns.epoch.lower(params, opt_state, train_device, key_of(0, 0), jnp.int32(0)).compile(options)
-    else:
-        run_schedule = fns.schedule.lower(train_device, key_of(0, 0)).compile(options)
-        order, keys = jax.eval_shape(fns.schedule, train_device, key_of(0, 0))
-        first = np.int32(0)
-        run_step = fns.step.lower(params, opt_state, train_device, order, keys, first, first).compile(options)
-    run_eval = None
-    if test_device is not None:
-        run_eval = fns.evaluate.lower(params, test_device, key_of(1, 0)).compile(options)
-    compile_seconds = time.perf_counter() - start
-
-    tracker = _Progress(progress, total=config.epochs * steps_per_epoch)
-    history: list[dict[str, float]] = []
     try:
-        for epoch in range(first_epoch, first_epoch + config.epochs):
-            first_step = (epoch - 1) * steps_per_epoch
-            tic = time.perf_counter()
-            if loop == "scan":
-                new_params, new_opt_state, losses, means = run_epoch(
-                    *_fresh_copy(params, opt_state), train_device, key_of(0, epoch), jnp.int32(first_step)
-                )
-                losses = np.asarray(losses)
-                tracker.advance(steps_per_epoch)
-            else:
-                schedule = run_schedule(train_device, key_of(0, epoch))
-                new_params, new_opt_state, losses, means = _run_steps(
-                    run_step, *_fresh_copy(params, opt_state), train_device, schedule, first_step,
-                    steps=steps_per_epoch, tracker=tracker,
-                )
-            seconds = time.perf_counter() - tic
-            bad = _first_bad_step(losses)
-            if bad is not None:
-                raise TrainingDivergedError(
-                    f"the loss became {losses[bad]} at epoch {epoch}, step {bad + 1} of {steps_per_epoch}: "
-                    f"lower the learning rate (now {config.learning_rate}) or check the data; "
-                    f"the model keeps the parameters of epoch {epoch - 1}"
-                )
-            params, opt_state = new_params, new_opt_state
-            entry: dict[str, float] = {
-                "epoch": epoch,
-                "beta": float(_beta_at(config, jnp.int32(first_step + steps_per_epoch - 1), steps_per_epoch)),
-                "train_loss": float(np.mean(losses)),
-            }
-            entry.update({f"train_{k}": float(np.mean(v)) for k, v in means.items()})
-            if run_eval is not None:
-                test_losses, test_metrics = run_eval(params, test_device, key_of(1, epoch))
-                entry["test_loss"] = float(jnp.mean(test_losses))
-                entry.update({f"test_{k}": float(jnp.mean(v)) for k, v in test_metrics.items()})
-            entry["images_per_s"] = steps_per_epoch * config.batch_size / seconds
-            entry["seconds"] = seconds
-            history.append(entry)
-            tracker.describe(epoch=epoch, loss=f"{entry.get('test_loss', entry['train_loss']):.2f}")
-            if on_epoch_end is not None:
-                on_epoch_end(entry)
-    finally:
-        tracker.close()
-        nnx.update(model, jax.device_get(params))
-    return TrainResult(model=model, opt_state=opt_state, history=history, compile_seconds=compile_seconds)
+        run = _engine.fit(
+            model, train_arrays, test_arrays,
+            train_step=train_step, objective_values=objective_values, objective=objective, optimizer=optimizer,
+            opt_state=opt_state, beta_at=beta_schedule(config, steps_per_epoch), eval_beta=config.beta,
+            reports_beta=uses_beta(objective), epochs=config.epochs, batch_size=config.batch_size,
+            eval_batch_size=config.eval_batch_size, seed=config.seed, loop=config.loop, first_epoch=first_epoch,
+            binarize_dynamically=isinstance(train_data, Dataset) and train_data.binarization == "dynamic",
+            progress=progress, on_epoch_end=on_epoch_end,
+        )
+    except _engine.Diverged as d:
+        raise TrainingDivergedError(
+            f"the loss became {d.value} at epoch {d.epoch}, step {d.step + 1} of {steps_per_epoch}: "
+            f"lower the learning rate (now {config.learning_rate} unless a custom optimizer was given) or check "
+            f"the data; the model keeps the parameters of epoch {d.epoch - 1}"
+        ) from None
+    return TrainResult(model=model, opt_state=run.opt_state, history=run.history, compile_seconds=run.compile_seconds)
 
 
-def _run_steps(run_step, params, opt_state, arrays, schedule, first_step, *, steps, tracker):
-    """One epoch of compiled steps; syncs every few steps so the progress bar tells the truth.
-
-    Each step picks its batch and keys from the epoch's ``schedule`` itself: the Python loop
-    dispatches one call per step and compiles nothing on the way.
-    """
-    order, keys = schedule
-    first_step = np.int32(first_step)
-    losses, metrics = [], []
-    sync_every, reported = 20, 0
-    for s in range(steps):
-        params, opt_state, loss, means = run_step(params, opt_state, arrays, order, keys, np.int32(s), first_step)
-        losses.append(loss)
-        metrics.append(means)
-        if (s + 1) % sync_every == 0 or s + 1 == steps:
-            loss.block_until_ready()
-            tracker.advance(s + 1 - reported)
-            reported = s + 1
-    losses, metrics = jax.device_get((losses, metrics))
-    return params, opt_state, np.stack(losses), {name: np.stack([m[name] for m in metrics]) for name in metrics[0]}
+def _is_binary(images: np.ndarray) -> bool:
+    return bool(np.all((images == 0) | (images == 1)))
 
 
 def evaluate(
@@ -483,50 +349,54 @@ def evaluate(
     data: Dataset | Sequence[np.ndarray],
     *,
     key: jax.Array,
-    iwae_samples: int = 0,
-    batch_size: int = 500,
+    num_samples: int = 0,
+    batch_size: int = batched.BATCH_SIZE,
     chunk_size: int = 100,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> dict[str, float]:
-    """Test-set means of the ELBO terms and, optionally, the IWAE estimate of :math:`-\\log p(x)`.
+    """Means over a dataset of the ELBO terms and, optionally, of the IWAE bound.
+
+    What the IWAE figure means depends on the data. On binary pixels a Bernoulli decoder
+    is a distribution over images, and :math:`-\\mathcal{L}_k` estimates
+    :math:`-\\log p(x)`: it is reported as ``iwae_nll``. On grey pixels the same formula
+    is a cross-entropy against grey targets, not the likelihood of any distribution over
+    grey images: it is reported as ``iwae_bce`` (compare it only with other such figures).
 
     Args:
-      model: a VAE.
-      data: images to score (a :class:`~vaekit.datasets.Dataset` or ``(images,)``).
+      model: a VAE (a conditional one takes the dataset's labels as its condition).
+      data: a :class:`~vaekit.datasets.Dataset` or ``(images,)`` / ``(images, labels)``.
       key: PRNG key.
-      iwae_samples: :math:`k` of the IWAE bound; 0 skips it.
+      num_samples: :math:`k` of the IWAE bound; 0 skips it.
       batch_size: images per compiled call.
       chunk_size: importance samples held in memory at once.
+      progress: a progress bar over the batches, or a ``(done, total)`` callable.
 
     Returns:
-      ``neg_elbo``, ``rate``, ``distortion`` and, if asked, ``iwae_nll`` (all nats per image).
+      ``neg_elbo``, ``rate``, ``distortion`` and, if asked, ``iwae_nll`` (binary data,
+      Bernoulli decoder, or any data with a Gaussian decoder) or ``iwae_bce``; nats per image.
     """
-    (images, *_) = as_arrays(data, name="data")
-    _check_images(model, images, name="data")
-    if iwae_samples < 0:
-        raise ValueError(f"iwae_samples must be >= 0; got {iwae_samples}")
-    graphdef, params = nnx.split(model)
+    arrays = as_arrays(data, name="data")
+    _check_images(model, arrays[0], name="data")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+        raise ValueError(f"num_samples must be an integer >= 0 (0 skips the IWAE bound); got {num_samples!r}")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("chunk_size", chunk_size)
+    config = getattr(model, "config", None)
+    conditional = getattr(config, "num_classes", None) is not None
+    if conditional and len(arrays) < 2:
+        raise ValueError("data: a conditional VAE needs labels; pass a Dataset or (images, labels)")
+    grey = getattr(config, "likelihood", "bernoulli") == "bernoulli" and not _is_binary(arrays[0])
+    iwae_name = "iwae_bce" if grey else "iwae_nll"
 
-    def score(params, x, key):
-        m = nnx.merge(graphdef, params)
+    def values(model, batch, key):
+        condition = batch[1] if conditional else None
         elbo_key, iwae_key = jax.random.split(key)
-        terms = elbo.elbo_terms(m, x, key=elbo_key)
+        terms = elbo.elbo_terms(model, batch[0], key=elbo_key, condition=condition)
         out = {"neg_elbo": terms.neg_elbo, "rate": terms.rate, "distortion": terms.distortion}
-        if iwae_samples:
-            out["iwae_nll"] = -elbo.iwae_bound(m, x, key=iwae_key, num_samples=iwae_samples, chunk_size=chunk_size)
+        if num_samples:
+            out[iwae_name] = -elbo.iwae_bound(model, batch[0], key=iwae_key, num_samples=num_samples,
+                                              chunk_size=chunk_size, condition=condition)
         return out
 
-    n = images.shape[0]
-    totals: dict[str, float] = {}
-    compiled = None
-    for i, start in enumerate(range(0, n, batch_size)):
-        x = images[start : start + batch_size]
-        if x.shape[0] < batch_size:  # pad so that one compiled shape serves every batch
-            x = np.concatenate([x, np.zeros((batch_size - x.shape[0], *x.shape[1:]), x.dtype)])
-        real = min(batch_size, n - start)
-        batch_key = jax.random.fold_in(key, i)
-        if compiled is None:
-            compiled = jax.jit(score).lower(params, x, batch_key).compile(_compiler_options(jax.devices()[0]))
-        out = compiled(params, x, batch_key)
-        for name, value in out.items():
-            totals[name] = totals.get(name, 0.0) + float(jnp.sum(value[:real]))
-    return {name: total / n for name, total in totals.items()}
+    return _engine.score(model, values, arrays, batch_size=min(batch_size, arrays[0].shape[0]), key=key,
+                         progress=progress)

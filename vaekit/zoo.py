@@ -13,18 +13,22 @@ subset, binarization, every :class:`~vaekit.models.VAEConfig` and
 :class:`~vaekit.train.TrainConfig` field (the seed included). ``point.json`` is written
 last, atomically: a folder without it is an interrupted training and counts as absent.
 
-The root is ``zoo/`` at the top of the repository, or ``$VAEKIT_ZOO``, or the ``root``
-argument. ``python -m vaekit zoo`` trains the grid the chapters use (:data:`CHAPTER_BETAS`
+The root is the ``root`` argument, else :func:`default_root`: ``$VAEKIT_ZOO``, else ``zoo/``
+at the top of the source tree the kit runs from, else (an installed kit) a per-user cache
+folder, ``$XDG_CACHE_HOME/vaekit/zoo`` or ``~/.cache/vaekit/zoo``; never the current
+directory. ``python -m vaekit zoo`` trains the grid the chapters use (:data:`CHAPTER_BETAS`
 × :data:`CHAPTER_LATENT_DIMS`).
 
 Example:
   >>> import numpy as np, tempfile
-  >>> zoo = Zoo(tempfile.mkdtemp(), dataset="mnist", train_size=256, train_config=TrainConfig(epochs=1, batch_size=64))
+  >>> folder = tempfile.TemporaryDirectory()
+  >>> zoo = Zoo(folder.name, dataset="mnist", train_size=256, train_config=TrainConfig(epochs=1, batch_size=64))
   >>> entry = zoo.load(beta=1.0, latent_dim=2, progress=False)  # not on disk yet: trains (seconds)
   >>> zoo.load(beta=1.0, latent_dim=2) is entry  # then answers from memory (or from disk in a new process)
   True
   >>> entry.model.decode(np.zeros((1, 2), np.float32)).shape
   (1, 28, 28, 1)
+  >>> folder.cleanup()
 """
 
 from __future__ import annotations
@@ -47,9 +51,8 @@ from vaekit import checkpoint, datasets, models, train
 from vaekit.models import ConfigError, VAEConfig
 from vaekit.train import TrainConfig
 
-ZOO_FORMAT = 1
+ZOO_FORMAT = 2
 ROOT_ENV = "VAEKIT_ZOO"
-DEFAULT_ROOT = pathlib.Path(__file__).resolve().parent.parent / "zoo"
 
 CHAPTER_BETAS = (0.1, 0.3, 1.0, 3.0, 10.0)
 CHAPTER_LATENT_DIMS = (2, 4, 8, 16, 32, 64)
@@ -67,8 +70,19 @@ _CHECKPOINT_DIR = "checkpoint"
 Progress = bool | Callable[[int, int], None]
 
 
+def _root_without_environment() -> pathlib.Path:
+    checkout = datasets.checkout_root()
+    if checkout is not None:
+        return checkout / "zoo"
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "vaekit" / "zoo"
+
+
+# The root when $VAEKIT_ZOO is not set: the checkout's zoo/, or the user's cache folder for an installed kit.
+DEFAULT_ROOT = _root_without_environment()
+
+
 def default_root() -> pathlib.Path:
-    """``$VAEKIT_ZOO`` if set, else ``zoo/`` at the top of the repository."""
+    """``$VAEKIT_ZOO`` if set, else :data:`DEFAULT_ROOT` (see the module docstring); never the current directory."""
     env = os.environ.get(ROOT_ENV)
     return pathlib.Path(env) if env else DEFAULT_ROOT
 

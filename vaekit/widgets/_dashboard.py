@@ -14,8 +14,9 @@ from typing import Callable
 
 import ipywidgets as widgets
 import numpy as np
+from flax import nnx
 
-from vaekit import datasets, models, zoo
+from vaekit import datasets, zoo
 from vaekit.widgets import _render
 
 
@@ -84,25 +85,53 @@ class Dashboard:
             widget.close()
 
 
-def resolve_model(model, data: datasets.Dataset | None, *, dashboard: str, needs_data: bool):
-    """A dashboard's model and data from a :class:`vaekit.VAE` or a :class:`vaekit.zoo.ZooModel`."""
+MODEL_METHODS = ("encode", "decode")
+
+
+def resolve_model(model, data: datasets.Dataset | None, *, dashboard: str,
+                  needs_data: bool) -> tuple[_render.CompiledModel, datasets.Dataset | None]:
+    """A dashboard's compiled model and data, from any model with ``encode`` and ``decode`` or a zoo entry.
+
+    Args:
+      model: an ``nnx.Module`` with ``encode`` and ``decode`` methods (a :class:`vaekit.VAE`, a
+        :class:`vaekit.Autoencoder`, a module of one's own), or a :class:`vaekit.zoo.ZooModel`
+        (whose test split is then the default data).
+      data: the images the dashboard encodes, a :class:`vaekit.Dataset`.
+      dashboard: the dashboard's name, for the messages.
+      needs_data: whether the dashboard encodes images (all but the sample gallery).
+
+    Raises:
+      TypeError: the model lacks a method (the message names it), data is not a Dataset, or
+        without data the model has no config telling its latent size.
+      ValueError: data is missing, or its images are not the shape the model's config expects.
+    """
     if isinstance(model, zoo.ZooModel):
         if data is None and needs_data:
             data = zoo.evaluation_data(model.spec)
         model = model.model
-    if not isinstance(model, models.VAE):
-        raise TypeError(f"{dashboard}: model must be a vaekit.VAE or a vaekit.zoo.ZooModel; got {type(model).__name__}")
+    missing = [name for name in MODEL_METHODS if not callable(getattr(model, name, None))]
+    problems = ([] if isinstance(model, nnx.Module) else ["it is not a flax nnx.Module"]) + (
+        [f"it has no {' and no '.join(missing)} method"] if missing else [])
+    if problems:
+        raise TypeError(
+            f"{dashboard}: model must be an nnx.Module with encode and decode methods (vaekit.VAE, vaekit.Autoencoder "
+            f"or a module of your own) or a vaekit.zoo.ZooModel; got {type(model).__name__}: {'; '.join(problems)}"
+        )
+    expected = getattr(getattr(model, "config", None), "image_shape", None)
     if needs_data:
         if data is None:
-            raise ValueError(f"{dashboard}: data is required with a VAE (e.g. vk.load('fashion-mnist', 'test'))")
+            raise ValueError(f"{dashboard}: data is required with a model (e.g. vk.load('fashion-mnist', 'test'))")
         if not isinstance(data, datasets.Dataset):
             raise TypeError(f"{dashboard}: data must be a vaekit.Dataset; got {type(data).__name__}")
-        if tuple(data.image_shape) != tuple(model.config.image_shape):
+        if expected is not None and tuple(data.image_shape) != tuple(expected):
             raise ValueError(
-                f"{dashboard}: data images are {tuple(data.image_shape)}, the model expects "
-                f"{tuple(model.config.image_shape)}"
+                f"{dashboard}: data images are {tuple(data.image_shape)}, the model expects {tuple(expected)}"
             )
-    return model, data
+        expected = data.image_shape
+    elif expected is None and getattr(getattr(model, "config", None), "latent_dim", None) is None:
+        raise TypeError(f"{dashboard}: cannot tell the latent size of this {type(model).__name__}: give it a "
+                        "config with latent_dim, as vaekit's models have")
+    return _render.CompiledModel(model, image_shape=expected), data
 
 
 def check_range(dashboard: str, name: str, value, low, high) -> None:
@@ -150,7 +179,8 @@ class PlotView:
 
     def __init__(self, width: int, height: int):
         self.canvas = _render.PlotCanvas(width, height)
-        cell = dict(grid_area="1 / 1 / 2 / 2", width=f"{width}px", height=f"{height}px")
+        # No margin: the default one would make the images overflow their grid cell (scroll bars in the page).
+        cell = dict(grid_area="1 / 1 / 2 / 2", width=f"{width}px", height=f"{height}px", margin="0")
         self.plot = widgets.Image(format="png", layout=widgets.Layout(**cell))
         self.overlay = widgets.Image(format="png", layout=widgets.Layout(**cell))
         self.widget = widgets.GridBox(

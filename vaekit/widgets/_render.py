@@ -22,6 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from vaekit import batched
+
 GAP = 1  # pixels between tiles
 GAP_VALUE = 128  # mid grey: visible next to black backgrounds and white strokes alike
 PIXELATED_CLASS = "vaekit-pixelated"
@@ -41,50 +43,55 @@ def _decode(graphdef, state, z):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(graphdef, state, x):
-    return nnx.merge(graphdef, state).encode(x)
+    return batched.point_code(nnx.merge(graphdef, state).encode(x))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _reconstruct_and_decode(graphdef, state, x, z):
     model = nnx.merge(graphdef, state)
-    mean, _ = model.encode(x)
-    return _as_uint8(model.decode(mean)), _as_uint8(model.decode(z))
+    return _as_uint8(model.decode(batched.point_code(model.encode(x)))), _as_uint8(model.decode(z))
 
 
-class CompiledVAE:
-    """A VAE split once into graph and parameters, with compiled encode and decode.
+class CompiledModel:
+    """A model with ``encode`` and ``decode`` split once into graph and state, with compiled calls.
+
+    ``encode`` may give a distribution ``(mean, log_var)`` (a VAE) or a point (an autoencoder);
+    either way the code a dashboard moves from is the point :func:`vaekit.batched.point_code`.
 
     Args:
-      model: a :class:`vaekit.VAE`.
+      model: an ``nnx.Module`` with ``encode`` and ``decode`` (a :class:`vaekit.VAE`, a
+        :class:`vaekit.Autoencoder`, or a module of one's own).
+      image_shape: ``(height, width, channels)`` of its inputs, when known (from the data or
+        the model's config); from it the latent size is read off ``encode``'s output shape.
+        Without it, the model's ``config.latent_dim`` gives the latent size.
+
+    Attributes:
+      latent_dim: the size of a code: ``model.config.latent_dim``, else found from ``encode``.
+      gives_distribution: whether ``encode`` gives ``(mean, log_var)``; ``None`` when no image shape was given.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: nnx.Module, *, image_shape: tuple[int, ...] | None = None):
         self.model = model
-        self.config = model.config
-        self.latent_dim = model.config.latent_dim
-        self.image_shape = tuple(model.config.image_shape)
         self._graphdef, self._state = nnx.split(model)
+        latent_dim = getattr(getattr(model, "config", None), "latent_dim", None)
+        self.gives_distribution = None
+        if image_shape is not None:
+            encoded = jax.eval_shape(lambda x: nnx.merge(self._graphdef, self._state).encode(x),
+                                     jax.ShapeDtypeStruct((1, *image_shape), np.float32))
+            self.gives_distribution = isinstance(encoded, tuple)
+            latent_dim = batched.point_code(encoded).shape[-1]
+        self.latent_dim = int(latent_dim)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """``(n, latent_dim)`` codes to ``(n, height, width, channels)`` ``uint8`` images."""
         return np.asarray(_decode(self._graphdef, self._state, np.asarray(z, np.float32)))
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior means and log-variances of ``(n, height, width, channels)`` images in [0, 1]."""
-        mean, log_var = _encode(self._graphdef, self._state, np.asarray(x, np.float32))
-        return np.asarray(mean), np.asarray(log_var)
-
-    def encode_all(self, x: np.ndarray, *, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`encode` of many images in equal chunks (one compiled shape)."""
-        n = x.shape[0]
-        size = min(batch_size, n)
-        pad = -n % size
-        padded = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        parts = [self.encode(padded[i : i + size]) for i in range(0, padded.shape[0], size)]
-        return np.concatenate([p[0] for p in parts])[:n], np.concatenate([p[1] for p in parts])[:n]
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """The codes ``(n, latent_dim)`` of ``(n, height, width, channels)`` images in [0, 1] (posterior means)."""
+        return np.asarray(_encode(self._graphdef, self._state, np.asarray(x, np.float32)))
 
     def reconstruct_and_decode(self, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Reconstructions of ``x`` (decoded posterior means) and decodes of ``z``, in one compiled call."""
+        """Reconstructions of ``x`` (decoded codes) and decodes of ``z``, in one compiled call."""
         recon, decoded = _reconstruct_and_decode(
             self._graphdef, self._state, np.asarray(x, np.float32), np.asarray(z, np.float32)
         )

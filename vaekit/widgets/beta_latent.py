@@ -59,8 +59,9 @@ class BetaLatentExplorer(Dashboard):
     Shows reconstructions of fixed test images (first row: the originals), prior samples
     (the same noise at every setting), and the model's point among every trained point
     of the zoo on the rate–distortion plane. A trained point answers at once; an untrained
-    one is trained in the dashboard with a progress bar (about 15 s for the default MLP; the
-    kernel is busy meanwhile, and the model is cached in the zoo for next time).
+    one is trained in the dashboard, with the dashboard's own progress bar (about 15 s for the
+    default MLP; the kernel is busy meanwhile, and the model is cached in the zoo for next
+    time). An untrained initial point trains while the dashboard is built, before it shows.
 
     Args:
       zoo: the :class:`vaekit.zoo.Zoo` to draw models from; the chapters' zoo of ``dataset`` if ``None``.
@@ -121,7 +122,7 @@ class BetaLatentExplorer(Dashboard):
         self._noise = np.random.default_rng(seed).standard_normal(
             (sample_rows * num_images, LATENT_RANGE[1]), dtype=np.float32
         )
-        self._compiled: dict[zoo_module.PointSpec, _render.CompiledVAE] = {}
+        self._compiled: dict[zoo_module.PointSpec, _render.CompiledModel] = {}
         self.points: list[zoo_module.PointRecord] = []
 
         # The stops, the initial point, and every point of the zoo within range.
@@ -147,7 +148,7 @@ class BetaLatentExplorer(Dashboard):
 
         if preload:
             self._preload()
-        entry, _ = self._entry(float(beta), int(latent_dim), progress=True)
+        entry, _ = self._entry(float(beta), int(latent_dim))
         self._draw_plane()
         if entry is not None:
             self._show(entry)
@@ -173,17 +174,17 @@ class BetaLatentExplorer(Dashboard):
                 self._decode(compiled)
                 compiled_latents.add(compiled.latent_dim)
 
-    def _compile(self, entry: zoo_module.ZooModel) -> _render.CompiledVAE:
+    def _compile(self, entry: zoo_module.ZooModel) -> _render.CompiledModel:
         if entry.spec not in self._compiled:
-            self._compiled[entry.spec] = _render.CompiledVAE(entry.model)
+            self._compiled[entry.spec] = _render.CompiledModel(entry.model)
         return self._compiled[entry.spec]
 
     def _report_progress(self, done: int, total: int) -> None:
         self.progress.max = total
         self.progress.value = done
 
-    def _entry(self, beta: float, latent_dim: int, *, progress) -> tuple[zoo_module.ZooModel | None, bool]:
-        """The point and whether it was trained just now."""
+    def _entry(self, beta: float, latent_dim: int) -> tuple[zoo_module.ZooModel | None, bool]:
+        """The point and whether it was trained just now (its progress shown in the dashboard's own bar)."""
         if self.zoo.is_loaded(beta=beta, latent_dim=latent_dim) or self.zoo.is_trained(beta=beta, latent_dim=latent_dim):
             return self.zoo.load(beta=beta, latent_dim=latent_dim, train=False), False
         if not self.train:
@@ -195,14 +196,15 @@ class BetaLatentExplorer(Dashboard):
         self.progress.value = 0
         self.progress.layout.visibility = "visible"
         try:
-            entry = self.zoo.load(beta=beta, latent_dim=latent_dim, progress=progress)
+            # A callback, not tqdm: a bar displayed outside the dashboard and closed after training
+            # stays in a Voila page as a dead widget ("Error displaying widget: model not found").
+            entry = self.zoo.load(beta=beta, latent_dim=latent_dim, progress=self._report_progress)
         finally:
             self.progress.layout.visibility = "hidden"
         return entry, True
 
     def _update(self) -> None:
-        entry, trained_now = self._entry(self.beta_slider.value, self.latent_slider.value,
-                                         progress=self._report_progress)
+        entry, trained_now = self._entry(self.beta_slider.value, self.latent_slider.value)
         if entry is None:
             self.reconstructions.widget.value = b""
             self.samples.widget.value = b""
@@ -212,7 +214,7 @@ class BetaLatentExplorer(Dashboard):
             self._draw_plane()
         self._show(entry)
 
-    def _decode(self, compiled: _render.CompiledVAE) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, compiled: _render.CompiledModel) -> tuple[np.ndarray, np.ndarray]:
         return compiled.reconstruct_and_decode(self._images, self._noise[:, : compiled.latent_dim])
 
     def _show(self, entry: zoo_module.ZooModel) -> None:

@@ -21,7 +21,8 @@ class SampleGallery(Dashboard):
     """Prior samples decoded at a temperature; the reseed button draws new noise.
 
     Args:
-      model: a :class:`vaekit.VAE` or :class:`vaekit.zoo.ZooModel`.
+      model: a model with ``encode`` and ``decode`` (:class:`vaekit.VAE`, :class:`vaekit.Autoencoder`,
+        a module of one's own) or a :class:`vaekit.zoo.ZooModel`.
       rows: rows of the gallery, 1–16.
       cols: columns of the gallery, 1–16.
       temperature: initial :math:`\\tau`, in [0, 2].
@@ -33,12 +34,11 @@ class SampleGallery(Dashboard):
 
     def __init__(self, model, *, rows: int = 8, cols: int = 8, temperature: float = 1.0, seed: int = 0):
         super().__init__()
-        model, _ = resolve_model(model, None, dashboard=_NAME, needs_data=False)
+        self.compiled, _ = resolve_model(model, None, dashboard=_NAME, needs_data=False)
         for name, value in (("rows", rows), ("cols", cols)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
                 raise ValueError(f"{_NAME}: {name} must be an integer in [1, 16]; got {value!r}")
         check_range(_NAME, "temperature", temperature, *TEMPERATURE_RANGE)
-        self.compiled = _render.CompiledVAE(model)
         self._shape = (rows, cols)
         self.seed = seed
         self.temperature = widgets.FloatSlider(value=temperature, min=TEMPERATURE_RANGE[0], max=TEMPERATURE_RANGE[1],

@@ -1,16 +1,18 @@
 r"""Interpolating between two test images in latent space: linear and spherical paths side by side.
 
-With codes :math:`a, b` (posterior means) and :math:`t \in [0, 1]`:
+With codes :math:`a, b` (posterior means, or an autoencoder's codes) and :math:`t \in [0, 1]`, the
+paths are :func:`vaekit.latent.lerp` and :func:`vaekit.latent.slerp`:
 
 .. math::
 
    \operatorname{lerp}(a, b; t) = (1 - t)\,a + t\,b, \qquad
    \operatorname{slerp}(a, b; t) = \frac{\sin((1 - t)\Omega)}{\sin\Omega}\,a + \frac{\sin(t\Omega)}{\sin\Omega}\,b,
-   \quad \cos\Omega = \frac{a \cdot b}{\lVert a\rVert\,\lVert b\rVert}.
+   \quad \Omega = \angle(a, b).
 
 In high dimensions prior samples concentrate near the sphere :math:`\lVert z\rVert \approx \sqrt{d}`;
 the midpoint of a straight line is shorter than both ends and falls where the decoder saw
-few codes, while the spherical path keeps the norm (White, *Sampling Generative Networks*, 2016).
+few codes, while the spherical path between codes of equal norm keeps it (White, *Sampling
+Generative Networks*, 2016). The dashboard prints the norms along both paths.
 """
 
 from __future__ import annotations
@@ -19,38 +21,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from vaekit import datasets
+from vaekit.latent import lerp, slerp
 from vaekit.widgets import _render
 from vaekit.widgets._dashboard import Dashboard, PngView, check_index, resolve_model
 
 _NAME = "Interpolation"
-
-
-def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Linear interpolation; ``t`` a scalar or ``(n,)`` gives ``(d,)`` or ``(n, d)``.
-
-    Example:
-      >>> lerp(np.array([0.0, 2.0]), np.array([2.0, 0.0]), 0.5)
-      array([1., 1.])
-    """
-    t = np.asarray(t, a.dtype)[..., None]
-    return (1 - t) * a + t * b
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Spherical interpolation (see the module docstring); linear where ``a`` and ``b`` are parallel.
-
-    Example:
-      >>> np.round(slerp(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.5), 4)  # stays on the unit circle
-      array([0.7071, 0.7071])
-    """
-    t = np.asarray(t, a.dtype)[..., None]
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    if norms == 0:
-        return (1 - t) * a + t * b
-    omega = np.arccos(np.clip(np.dot(a, b) / norms, -1.0, 1.0))
-    if np.sin(omega) < 1e-6:
-        return (1 - t) * a + t * b
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
 class Interpolation(Dashboard):
@@ -60,7 +35,8 @@ class Interpolation(Dashboard):
     shows both interpolants at the slider's ``t``, decoded together in one compiled call.
 
     Args:
-      model: a :class:`vaekit.VAE` or :class:`vaekit.zoo.ZooModel`.
+      model: a model with ``encode`` and ``decode`` (:class:`vaekit.VAE`, :class:`vaekit.Autoencoder`,
+        a module of one's own) or a :class:`vaekit.zoo.ZooModel`.
       data: test images; a zoo model's test split if ``None``.
       start: index of the first image.
       end: index of the second image.
@@ -71,19 +47,18 @@ class Interpolation(Dashboard):
       ValueError: an index outside the data or a bad ``steps`` (naming the allowed range).
 
     Attributes:
-      code_a, code_b: the posterior means of the two images.
+      code_a, code_b: the codes of the two images (posterior means for a VAE).
       strips, current: the image views (``.value`` holds the PNG bytes shown).
     """
 
     def __init__(self, model, data: datasets.Dataset | None = None, *, start: int = 0, end: int = 1,
                  steps: int = 9, seed: int = 0):
         super().__init__()
-        model, data = resolve_model(model, data, dashboard=_NAME, needs_data=True)
+        self.compiled, data = resolve_model(model, data, dashboard=_NAME, needs_data=True)
         check_index(_NAME, "start", start, len(data))
         check_index(_NAME, "end", end, len(data))
         if isinstance(steps, bool) or not isinstance(steps, int) or not 3 <= steps <= 15:
             raise ValueError(f"{_NAME}: steps must be an integer in [3, 15]; got {steps!r}")
-        self.compiled = _render.CompiledVAE(model)
         self.data = data
         self._steps = np.linspace(0.0, 1.0, steps, dtype=np.float32)
         self._rng = np.random.default_rng(seed)
@@ -121,10 +96,10 @@ class Interpolation(Dashboard):
 
     def _set_pair(self) -> None:
         images = self.data.images[[self.start.value, self.end.value]]
-        codes, _ = self.compiled.encode(images)
-        self.code_a, self.code_b = codes
+        self.code_a, self.code_b = self.compiled.encode(images)
         path = np.concatenate([lerp(self.code_a, self.code_b, self._steps), slerp(self.code_a, self.code_b, self._steps)])
-        decoded = self.compiled.decode(path).reshape(2, len(self._steps), *self.compiled.image_shape)
+        decoded = self.compiled.decode(path)
+        decoded = decoded.reshape(2, len(self._steps), *decoded.shape[1:])
         ends = _render.to_uint8(images)
         rows = [np.concatenate([ends[:1], decoded[i], ends[1:]]) for i in range(2)]
         self.strips.show(_render.tile(np.concatenate(rows), 2, len(self._steps) + 2))

@@ -2,7 +2,8 @@ r"""The 2-D latent map: the decoded manifold and where the test images land.
 
 For a model with :math:`z \in \mathbb{R}^2`, the manifold is decoded on a grid that is
 uniform in probability, :math:`z_i = \Phi^{-1}(p_i)` with :math:`p_i` evenly spaced in
-(0.05, 0.95) (Kingma & Welling, 2014, Fig. 4): each cell then covers the same prior mass.
+(0.05, 0.95) (:func:`vaekit.latent.inverse_cdf_grid`; Kingma & Welling, 2014, Fig. 4): each
+cell then covers the same prior mass.
 Beside it, the posterior means of the test images, coloured by label, show which regions
 the encoder gives to which class. Clicking either picture (or moving the sliders) picks a
 code and shows its decode.
@@ -10,32 +11,26 @@ code and shows its decode.
 
 from __future__ import annotations
 
-import statistics
-
 import ipyevents
 import ipywidgets as widgets
 import matplotlib
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from vaekit import datasets
+from vaekit import batched, datasets
+from vaekit.latent import inverse_cdf_grid
 from vaekit.widgets import _render
 from vaekit.widgets._dashboard import Dashboard, PlotView, PngView, resolve_model
 
 _NAME = "LatentMap"
 
 
-def inverse_cdf_grid(size: int, *, low: float = 0.05, high: float = 0.95) -> np.ndarray:
-    """``size`` values :math:`\\Phi^{-1}(p)` for ``p`` evenly spaced in ``[low, high]``, increasing."""
-    normal = statistics.NormalDist()
-    return np.array([normal.inv_cdf(p) for p in np.linspace(low, high, size)], np.float32)
-
-
 class LatentMap(Dashboard):
     """The decoded 2-D manifold and the test set's codes; picking a point shows its decode.
 
     Args:
-      model: a :class:`vaekit.VAE` or :class:`vaekit.zoo.ZooModel` with ``latent_dim == 2``.
+      model: a model with ``encode`` and ``decode`` and 2-D codes (:class:`vaekit.VAE`,
+        :class:`vaekit.Autoencoder`, a module of one's own) or a :class:`vaekit.zoo.ZooModel`.
       data: labelled test images; a zoo model's test split if ``None``.
       grid_size: rows and columns of the manifold, 3–25.
       max_points: at most this many test codes are plotted.
@@ -51,27 +46,26 @@ class LatentMap(Dashboard):
 
     def __init__(self, model, data: datasets.Dataset | None = None, *, grid_size: int = 15, max_points: int = 5000):
         super().__init__()
-        model, data = resolve_model(model, data, dashboard=_NAME, needs_data=True)
-        if model.config.latent_dim != 2:
+        self.compiled, data = resolve_model(model, data, dashboard=_NAME, needs_data=True)
+        if self.compiled.latent_dim != 2:
             raise ValueError(
-                f"{_NAME} needs a model with latent_dim 2; got latent_dim {model.config.latent_dim} "
+                f"{_NAME} needs a model with latent_dim 2; got latent_dim {self.compiled.latent_dim} "
                 "(use e.g. vk.zoo.Zoo().load(beta=1.0, latent_dim=2), or LatentTraversal for larger codes)"
             )
         if isinstance(grid_size, bool) or not isinstance(grid_size, int) or not 3 <= grid_size <= 25:
             raise ValueError(f"{_NAME}: grid_size must be an integer in [3, 25]; got {grid_size!r}")
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"{_NAME}: max_points must be a positive integer; got {max_points!r}")
-        self.compiled = _render.CompiledVAE(model)
         self.axis_values = inverse_cdf_grid(grid_size)
         # Rows run from high z2 (top) to low z2 (bottom), as on the scatter plot.
         z1, z2 = np.meshgrid(self.axis_values, self.axis_values[::-1])
         self.grid_codes = np.stack([z1.ravel(), z2.ravel()], axis=-1)
         self.manifold = PngView(scale=1)
         self.manifold.show(_render.tile(self.compiled.decode(self.grid_codes), grid_size, grid_size))
-        self._cell = self.compiled.image_shape[0] + _render.GAP
+        self._cell = data.image_shape[0] + _render.GAP
 
-        shown = data.images[:max_points]
-        self.codes, _ = self.compiled.encode_all(shown)
+        # No tqdm bar: one displayed while a dashboard is built, then closed, is a dead widget in a Voila page.
+        self.codes, _ = batched.encode(self.compiled.model, data.images[:max_points], progress=False)
         self.labels = data.labels[:max_points]
         limit = 1.05 * max(1.15 * float(self.axis_values[-1]), float(np.percentile(np.abs(self.codes), 99.5)))
         self.scatter = PlotView(440, 420)

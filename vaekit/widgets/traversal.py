@@ -1,9 +1,11 @@
 r"""Latent traversal: move one coordinate of :math:`z` at a time and watch the decoded image.
 
-The sliders are ordered by each dimension's average KL on the data,
-:math:`\frac1N\sum_n \mathrm{KL}(q(z_j|x_n)\,\|\,p(z_j))`: a dimension whose KL is near 0 has a
-posterior equal to the prior for every image, carries no information, and the decoder learns
-to ignore it (an *inactive* unit, Burda et al., 2016). Large β switches more of them off.
+For a VAE the sliders are ordered by each dimension's average KL on the data,
+:math:`\frac1N\sum_n \mathrm{KL}(q(z_j|x_n)\,\|\,p(z_j))` (:func:`vaekit.latent.kl_per_dimension`):
+a dimension whose KL is near 0 has a posterior equal to the prior for every image, carries no
+information, and the decoder learns to ignore it (an *inactive* unit, Burda et al., 2016).
+Large β switches more of them off. An autoencoder's code has no KL: its dimensions are ordered
+by their activity, the variance of the code over the data (:func:`vaekit.latent.activity`).
 Offsets are in prior standard deviations (the prior is :math:`\mathcal{N}(0, I)`).
 """
 
@@ -12,19 +14,13 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
-from vaekit import datasets, elbo
+from vaekit import datasets, latent
 from vaekit.widgets import _render
 from vaekit.widgets._dashboard import Dashboard, PngView, check_index, check_range, resolve_model
 
 _NAME = "LatentTraversal"
 LABEL_WIDTH = 56  # pixels of the grid's row labels
 CENTRES = ("test image", "prior mean")
-
-
-def kl_per_dimension(compiled: _render.CompiledVAE, images: np.ndarray) -> np.ndarray:
-    """Average :math:`\\mathrm{KL}(q(z_j|x)\\|p(z_j))` over ``images``, one value per latent dimension, in nats."""
-    mean, log_var = compiled.encode_all(images)
-    return np.asarray(elbo.gaussian_kl(mean, log_var)).mean(axis=0)
 
 
 class LatentTraversal(Dashboard):
@@ -36,23 +32,26 @@ class LatentTraversal(Dashboard):
     in one compiled call.
 
     Args:
-      model: a :class:`vaekit.VAE` or a :class:`vaekit.zoo.ZooModel`.
+      model: a model with ``encode`` and ``decode`` (:class:`vaekit.VAE`, :class:`vaekit.Autoencoder`,
+        a module of one's own) or a :class:`vaekit.zoo.ZooModel`.
       data: test images (a :class:`vaekit.Dataset`); a zoo model's test split if ``None``.
-      image_index: the test image whose posterior mean is the centre, or ``None`` to start at
-        the prior mean.
+      image_index: the test image whose code (posterior mean) is the centre, or ``None`` to
+        start at the prior mean.
       steps: columns of the grid, 3–15.
-      max_rows: rows of the grid (the dimensions with the largest KL), 1–64.
+      max_rows: rows of the grid (the dimensions that score highest), 1–64.
       span: the sliders' half-range in prior standard deviations, in (0, 5].
-      inactive_kl: dimensions with average KL below this (nats) are marked inactive.
-      kl_images: at most this many images of ``data`` estimate the KL of each dimension.
+      threshold: dimensions scoring below this are marked inactive (mean KL in nats for a
+        VAE, activity for an autoencoder; Burda et al. use 0.01).
+      num_images: at most this many images of ``data`` score the dimensions.
       seed: seeds the random button.
 
     Raises:
-      ValueError: a bad index, step count or span (naming the allowed values), or data of the wrong shape.
+      ValueError: a bad index, step count, span or count (naming the allowed values), or data of the wrong shape.
 
     Attributes:
-      kl: average KL of each latent dimension (nats); ``order``: dimensions by decreasing KL;
-        ``active``: KL at least ``inactive_kl``.
+      measure: ``"KL"`` for a model whose encoder gives a distribution, else ``"activity"``.
+      scores: each latent dimension's mean KL (nats) or activity; ``order``: dimensions by
+        decreasing score; ``active``: score at least ``threshold``.
       sliders: one per dimension, in ``order``; :meth:`slider` finds a dimension's.
       centre_code: the code the offsets are added to; ``grid_dims`` and ``grid_offsets``: the
         grid's rows (dimensions) and columns (offsets).
@@ -68,24 +67,30 @@ class LatentTraversal(Dashboard):
         steps: int = 9,
         max_rows: int = 10,
         span: float = 3.0,
-        inactive_kl: float = 0.01,
-        kl_images: int = 2000,
+        threshold: float = 0.01,
+        num_images: int = 2000,
         seed: int = 0,
     ):
         super().__init__()
-        model, data = resolve_model(model, data, dashboard=_NAME, needs_data=True)
+        self.compiled, data = resolve_model(model, data, dashboard=_NAME, needs_data=True)
         if image_index is not None:
             check_index(_NAME, "image_index", image_index, len(data))
         for name, value, low, high in (("steps", steps, 3, 15), ("max_rows", max_rows, 1, 64)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{_NAME}: {name} must be an integer in [{low}, {high}]; got {value!r}")
         check_range(_NAME, "span", span, 1e-3, 5.0)
-        check_range(_NAME, "inactive_kl", inactive_kl, 0.0, float("inf"))
-        self.compiled = _render.CompiledVAE(model)
+        check_range(_NAME, "threshold", threshold, 0.0, float("inf"))
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"{_NAME}: num_images must be a positive integer; got {num_images!r}")
         self.data = data
-        self.kl = kl_per_dimension(self.compiled, data.images[:kl_images])
-        self.order = np.argsort(-self.kl, kind="stable")
-        self.active = self.kl >= inactive_kl
+        # No tqdm bar: one displayed while a dashboard is built, then closed, is a dead widget in a Voila page.
+        images = data.images[:num_images]
+        if self.compiled.gives_distribution:
+            self.measure, self.scores = "KL", latent.kl_per_dimension(self.compiled.model, images, progress=False)
+        else:
+            self.measure, self.scores = "activity", latent.activity(self.compiled.model, images, progress=False)
+        self.order = np.argsort(-self.scores, kind="stable")
+        self.active = self.scores >= threshold
         self.grid_dims = self.order[: min(max_rows, self.compiled.latent_dim)]
         self.grid_offsets = np.linspace(-span, span, steps, dtype=np.float32)
         self._rng = np.random.default_rng(seed)
@@ -103,7 +108,7 @@ class LatentTraversal(Dashboard):
         for dim in self.order:
             slider = widgets.FloatSlider(value=0.0, min=-span, max=span, step=0.05, description=f"z{dim}",
                                          readout_format="+.2f", continuous_update=True)
-            note = f"KL {self.kl[dim]:.2f}" + ("" if self.active[dim] else " · inactive")
+            note = f"{self.measure} {self.scores[dim]:.2f}" + ("" if self.active[dim] else " · inactive")
             if not self.active[dim]:
                 slider.style.handle_color = "#bdbdbd"
             self.sliders.append(slider)
@@ -111,9 +116,9 @@ class LatentTraversal(Dashboard):
         self._slider_dims = self.order.copy()
         self.current = PngView(scale=4)
         self.grid = PngView(scale=2)
-        size = self.compiled.image_shape[0]
+        size = data.image_shape[0]
         self._labels = _render.label_column(
-            [f"z{d} {self.kl[d]:.2f}" + ("" if self.active[d] else " off") for d in self.grid_dims],
+            [f"z{d} {self.scores[d]:.2f}" + ("" if self.active[d] else " off") for d in self.grid_dims],
             row_height=size, width=LABEL_WIDTH, greyed=[not self.active[d] for d in self.grid_dims],
         )
         self.centre_code = np.zeros(self.compiled.latent_dim, np.float32)
@@ -151,8 +156,7 @@ class LatentTraversal(Dashboard):
         if self.centre.value == CENTRES[1]:
             self.centre_code = np.zeros(self.compiled.latent_dim, np.float32)
         else:
-            mean, _ = self.compiled.encode(self.data.images[self.image_index.value][None])
-            self.centre_code = mean[0]
+            self.centre_code = self.compiled.encode(self.data.images[self.image_index.value][None])[0]
 
     def _recentre(self) -> None:
         self._set_centre()
