@@ -27,11 +27,9 @@ import time
 
 import jax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _torch_trainer import TorchTrainer  # noqa: E402
-from _torch_vae import TorchVAE, test_neg_elbo  # noqa: E402
+import vaekit as vk
 
-import vaekit as vk  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 TARGET = 244.5  # nats: test -ELBO after 10 epochs that the kit promises (README, Performance)
 
@@ -46,6 +44,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.binarized_mnist:
         return binarized_mnist(args)
+    from _torch_trainer import TorchTrainer  # PyTorch is needed for the comparison only
+    from _torch_vae import TorchVAE, test_neg_elbo
 
     train, test = vk.load("fashion-mnist", "train"), vk.load("fashion-mnist", "test")
     config = vk.TrainConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, seed=args.seed)

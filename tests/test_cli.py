@@ -1,6 +1,8 @@
 """The command line: train writes a checkpoint and metrics.json, evaluate prints JSON."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -66,3 +68,22 @@ def test_evaluate_on_binarized_digits_reports_a_true_nll(tmp_path):
     assert result["binarization"] == "dynamic"
     assert "iwae_bce" not in result
     assert result["iwae_nll"] < result["test_neg_elbo"]
+
+
+def test_train_on_two_processes_writes_one_checkpoint(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_") and k != "XLA_FLAGS"}
+    args = ["train", "--dataset", "mnist", "--latent", "4", "--epochs", "1", "--batch-size", "64", "--quiet",
+            "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    cluster = [subprocess.Popen([sys.executable, "-m", "vaekit", *args, "--process-id", str(i),
+                                 "--out", str(tmp_path / f"out{i}")], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    for process in cluster:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    metrics = json.loads((tmp_path / "out0" / "metrics.json").read_text())
+    assert (metrics["processes"], metrics["devices"]) == (2, 2)
+    assert checkpoint.restore(tmp_path / "out0" / "checkpoint").history == metrics["history"]
+    assert not (tmp_path / "out1").exists()  # only process 0 writes
