@@ -337,3 +337,11 @@ def test_two_processes_train_as_one_process_on_two_devices(tmp_path):
         assert got.files == expected.files
         for name in expected.files:
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7)
+
+
+def test_evaluating_again_reuses_the_compiled_scorer():
+    model = models.make_vae(SMALL)
+    first = train.evaluate(model, TEST, key=jax.random.key(0), num_samples=5)
+    hits = _engine._chunk_sums.cache_info().hits
+    assert train.evaluate(model, TEST, key=jax.random.key(0), num_samples=5) == first
+    assert _engine._chunk_sums.cache_info().hits == hits + 1

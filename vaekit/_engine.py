@@ -20,6 +20,7 @@ checks that ``fit`` and a loop of ``train_step`` give the same parameters):
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -118,11 +119,33 @@ def scoring_key(seed: int, epoch: int | jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed, impl="rbg"), _SCORING), epoch)
 
 
+@functools.lru_cache(maxsize=64)
+def _chunk_sums(graphdef, values: Callable, *, batch_size: int, n: int, mesh: Mesh) -> Callable:
+    """The compiled sums of ``values`` over one padded chunk; cached, so a second score compiles nothing."""
+    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+    def chunk_sums(params, other, arrays, index, key):
+        batch = tuple(
+            jax.lax.with_sharding_constraint(jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size),
+                                             batch_sharding)
+            for a in arrays
+        )
+        model = nnx.merge(graphdef, params, other)
+        model.eval()
+        out = values(model, batch, jax.random.fold_in(key, index))
+        valid = index * batch_size + jnp.arange(batch_size) < n
+        return {name: jnp.sum(jnp.where(valid, v, jnp.zeros_like(v))) for name, v in out.items()}
+
+    return jax.jit(chunk_sums, compiler_options=compiler_options(mesh.devices.flat[0]))
+
+
 class Scorer:
     """Means over a whole dataset of a per-example function, in padded chunks of one compiled shape.
 
     ``values(model, batch, key) -> dict of (batch,) arrays`` runs on each chunk; padded rows
-    are masked out of the sums, so the means are those of the unpadded data.
+    are masked out of the sums, so the means are those of the unpadded data. ``values``
+    should be hashable and compare equal when it computes the same thing (a frozen
+    dataclass): scoring again with an equal one reuses the compiled function.
     """
 
     def __init__(self, graphdef, values: Callable, arrays: Arrays, *, batch_size: int, mesh: Mesh):
@@ -131,34 +154,16 @@ class Scorer:
         padded = tuple(np.concatenate([a, np.zeros((chunks * batch_size - n, *a.shape[1:]), a.dtype)]) for a in arrays)
         self.n, self.chunks, self.batch_size = n, chunks, batch_size
         self.arrays = replicate(padded, mesh)
-        batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-
-        def chunk_sums(params, other, arrays, index, key):
-            batch = tuple(
-                jax.lax.with_sharding_constraint(jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size),
-                                                 batch_sharding)
-                for a in arrays
-            )
-            model = nnx.merge(graphdef, params, other)
-            model.eval()
-            out = values(model, batch, jax.random.fold_in(key, index))
-            valid = index * batch_size + jnp.arange(batch_size) < n
-            return {name: jnp.sum(jnp.where(valid, v, jnp.zeros_like(v))) for name, v in out.items()}
-
-        self._chunk_sums = jax.jit(chunk_sums)
-        self._compiled = None
+        self._chunk_sums = _chunk_sums(graphdef, values, batch_size=batch_size, n=n, mesh=mesh)
 
     def compile(self, params, other, key) -> None:
-        if self._compiled is None:
-            self._compiled = self._chunk_sums.lower(params, other, self.arrays, np.int32(0), key).compile(
-                compiler_options()
-            )
+        """Compiles (or finds compiled) the chunk function by scoring the first chunk once."""
+        jax.block_until_ready(self._chunk_sums(params, other, self.arrays, np.int32(0), key))
 
     def __call__(self, params, other, key, *, progress: Callable[[int], None] | None = None) -> dict[str, float]:
-        self.compile(params, other, key)
         totals = None
         for index in range(self.chunks):
-            sums = self._compiled(params, other, self.arrays, np.int32(index), key)
+            sums = self._chunk_sums(params, other, self.arrays, np.int32(index), key)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
             if progress is not None:
                 progress(index + 1)

@@ -388,15 +388,26 @@ def evaluate(
     grey = getattr(config, "likelihood", "bernoulli") == "bernoulli" and not _is_binary(arrays[0])
     iwae_name = "iwae_bce" if grey else "iwae_nll"
 
-    def values(model, batch, key):
-        condition = batch[1] if conditional else None
+    values = _ElboScores(conditional, num_samples, chunk_size, iwae_name)
+    return _engine.score(model, values, arrays, batch_size=min(batch_size, arrays[0].shape[0]), key=key,
+                         progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ElboScores:
+    """What :func:`evaluate` scores per image; equal settings reuse one compiled function."""
+
+    conditional: bool
+    num_samples: int
+    chunk_size: int
+    iwae_name: str
+
+    def __call__(self, model, batch, key):
+        condition = batch[1] if self.conditional else None
         elbo_key, iwae_key = jax.random.split(key)
         terms = elbo.elbo_terms(model, batch[0], key=elbo_key, condition=condition)
         out = {"neg_elbo": terms.neg_elbo, "rate": terms.rate, "distortion": terms.distortion}
-        if num_samples:
-            out[iwae_name] = -elbo.iwae_bound(model, batch[0], key=iwae_key, num_samples=num_samples,
-                                              chunk_size=chunk_size, condition=condition)
+        if self.num_samples:
+            out[self.iwae_name] = -elbo.iwae_bound(model, batch[0], key=iwae_key, num_samples=self.num_samples,
+                                                   chunk_size=self.chunk_size, condition=condition)
         return out
-
-    return _engine.score(model, values, arrays, batch_size=min(batch_size, arrays[0].shape[0]), key=key,
-                         progress=progress)
