@@ -386,3 +386,13 @@ def test_widgets_are_imported_only_when_used(tmp_path):
     code = ("import sys, vaekit as vk; assert 'ipywidgets' not in sys.modules and 'matplotlib' not in sys.modules; "
             "vk.widgets.SampleGallery; assert 'ipywidgets' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_explorer_preloads_a_zoo_that_also_holds_points_beyond_its_latent_range(tmp_path):
+    wide = zoo.Zoo(tmp_path, **{**FAMILY, "train_size": 256,
+                                "train_config": vk.TrainConfig(epochs=1, batch_size=64)})
+    for latent_dim in (2, 128):
+        wide.load(beta=1.0, latent_dim=latent_dim, progress=False)
+    explorer = vw.BetaLatentExplorer(wide, beta=1.0, latent_dim=2, preload=True, train=False)
+    assert explorer.error.value == ""
+    assert "latent dim = 2" in explorer.status.value

@@ -3,10 +3,14 @@
 Learners use ``import vaekit as vk``; the names below are the public surface.
 """
 
+from vaekit import articles as articles
 from vaekit import batched as batched
 from vaekit import checkpoint as checkpoint
 from vaekit import datasets as datasets
 from vaekit import elbo as elbo
+from vaekit import estimators as estimators
+from vaekit import exercises as exercises
+from vaekit import inference as inference
 from vaekit import latent as latent
 from vaekit import models as models
 from vaekit import nn as nn

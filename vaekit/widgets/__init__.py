@@ -20,5 +20,6 @@ from vaekit.widgets._dashboard import Dashboard as Dashboard
 from vaekit.widgets.beta_latent import BetaLatentExplorer as BetaLatentExplorer
 from vaekit.widgets.gallery import SampleGallery as SampleGallery
 from vaekit.widgets.interpolation import Interpolation as Interpolation
+from vaekit.widgets.iwae import IwaeGap as IwaeGap
 from vaekit.widgets.latent_map import LatentMap as LatentMap
 from vaekit.widgets.traversal import LatentTraversal as LatentTraversal

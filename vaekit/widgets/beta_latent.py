@@ -168,6 +168,8 @@ class BetaLatentExplorer(Dashboard):
     def _preload(self) -> None:
         compiled_latents = set()
         for record in self.zoo.records():
+            if not LATENT_RANGE[0] <= record.spec.latent_dim <= LATENT_RANGE[1]:
+                continue  # on the plane, but out of the slider's reach (e.g. a chapter's 512-dimensional model)
             entry = self.zoo.load(beta=record.spec.beta, latent_dim=record.spec.latent_dim, train=False)
             compiled = self._compile(entry)
             if compiled.latent_dim not in compiled_latents:  # one compilation per shape, shared by every β
