@@ -59,9 +59,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # ipywidgets and matplotlib cost ~0.5 s to import: `vaekit.widgets` loads on first use.
+    # ipywidgets and matplotlib cost ~0.5 s to import: `vaekit.widgets` and `vaekit.plots` load on first use.
     if name == "widgets":
         import vaekit.widgets
 
         return vaekit.widgets
+    if name == "plots":
+        import vaekit.plots
+
+        return vaekit.plots
     raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
