@@ -12,6 +12,7 @@ from vaekit import estimators as estimators
 from vaekit import exercises as exercises
 from vaekit import inference as inference
 from vaekit import latent as latent
+from vaekit import metrics as metrics
 from vaekit import models as models
 from vaekit import nn as nn
 from vaekit import objectives as objectives
