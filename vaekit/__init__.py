@@ -10,6 +10,7 @@ from vaekit import datasets as datasets
 from vaekit import elbo as elbo
 from vaekit import estimators as estimators
 from vaekit import exercises as exercises
+from vaekit import features as features
 from vaekit import inference as inference
 from vaekit import latent as latent
 from vaekit import metrics as metrics

@@ -14,7 +14,11 @@ features ``(n, d)`` (the output of some feature network on each image). The Fré
 compares the sets' means and covariances in one number; precision (are the samples
 realistic?) and recall (is all of the data covered?) tell blur and missing modes apart.
 These two run in NumPy float64, where the matrix square root and the nearest-neighbour
-radii are accurate.
+radii are accurate. For images, the kit's features are those of its own classifier,
+:func:`vaekit.features.embed` (not Inception's: see :mod:`vaekit.features`)::
+
+    real = vk.features.embed(test.images)   # (n, 128)
+    fd = vk.metrics.frechet_distance(real, vk.features.embed(samples))
 
 References:
   Huynh-Thu & Ghanbari, *Scope of validity of PSNR in image/video quality assessment*,
@@ -348,7 +352,8 @@ def frechet_distance(real_features, generated_features) -> float:
     computed with the same numbers of samples.
 
     Args:
-      real_features: ``(n1, d)`` features of real images, ``n1 >= 2``.
+      real_features: ``(n1, d)`` features of real images, ``n1 >= 2``; for images, the kit's
+        classifier features :func:`vaekit.features.embed` ``(images)``.
       generated_features: ``(n2, d)`` features of generated images, ``n2 >= 2``.
 
     Returns:
@@ -432,7 +437,8 @@ def precision_recall(real_features, generated_features, *, k: int = 3) -> tuple[
     the opposite. Distances are Euclidean, in float64.
 
     Args:
-      real_features: ``(n1, d)`` features of real images, ``n1 > k``.
+      real_features: ``(n1, d)`` features of real images, ``n1 > k``; for images, the kit's
+        classifier features :func:`vaekit.features.embed` ``(images)``.
       generated_features: ``(n2, d)`` features of generated images, ``n2 > k``.
       k: the neighbour that sets each ball's radius, an integer >= 1 (3 in Kynkäänniemi et al.).
 
