@@ -96,7 +96,7 @@ def _inputs_and_condition(model, data, condition, *, name: str) -> tuple[np.ndar
     return inputs, labels
 
 
-def _in_batches(method: Callable, model: nnx.Module, inputs: np.ndarray, condition: np.ndarray | None, *,
+def in_batches(method: Callable, model: nnx.Module, inputs: np.ndarray, condition: np.ndarray | None, *,
                 batch_size: int, progress: bool | None, description: str) -> Any:
     """``method(model, batch, condition)`` over ``inputs`` in equal, padded batches, gathered into NumPy."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -146,7 +146,7 @@ def encode(model: nnx.Module, data: Dataset | np.ndarray, *, condition: np.ndarr
       ((2500, 2), (2500, 2), 'ndarray')
     """
     inputs, labels = _inputs_and_condition(model, data, condition, name="data")
-    encoded = _in_batches(_encode, model, inputs, labels, batch_size=batch_size, progress=progress,
+    encoded = in_batches(_encode, model, inputs, labels, batch_size=batch_size, progress=progress,
                           description="encoding")
     return encoded if isinstance(encoded, tuple) else (encoded, None)
 
@@ -161,7 +161,7 @@ def reconstruct(model: nnx.Module, data: Dataset | np.ndarray, *, condition: np.
       A NumPy array of images with the shape of the inputs, in ``[0, 1]``.
     """
     inputs, labels = _inputs_and_condition(model, data, condition, name="data")
-    return _in_batches(_reconstruct, model, inputs, labels, batch_size=batch_size, progress=progress,
+    return in_batches(_reconstruct, model, inputs, labels, batch_size=batch_size, progress=progress,
                        description="reconstructing")
 
 
@@ -186,5 +186,5 @@ def decode(model: nnx.Module, z: np.ndarray, *, condition: np.ndarray | int | No
       (4, 28, 28, 1)
     """
     codes, labels = _inputs_and_condition(model, z, condition, name="z")
-    return _in_batches(_decode, model, codes, labels, batch_size=batch_size, progress=progress,
+    return in_batches(_decode, model, codes, labels, batch_size=batch_size, progress=progress,
                        description="decoding")

@@ -185,7 +185,7 @@ def _train(spec: FeatureSpec, folder: pathlib.Path, *, progress: Progress) -> tu
     record = {"features_format": FEATURES_FORMAT, "key": spec.key, "spec": spec.to_dict(),
               "test": scores,
               "train_seconds": seconds, "compile_seconds": result.compile_seconds}
-    zoo._write_atomically(folder / _RECORD_FILE, json.dumps(record, indent=2))
+    zoo.write_atomically(folder / _RECORD_FILE, json.dumps(record, indent=2))
     return network, _read_record(folder)
 
 
@@ -294,5 +294,5 @@ def embed(
                          f"feature network was trained on; got {images.shape}")
     if not np.issubdtype(images.dtype, np.floating):
         raise ValueError(f"images must be floating point in [0, 1]; got dtype {images.dtype}")
-    return batched._in_batches(_features, network, images.astype(np.float32), None, batch_size=batch_size,
+    return batched.in_batches(_features, network, images.astype(np.float32), None, batch_size=batch_size,
                                progress=progress, description="embedding")

@@ -210,7 +210,8 @@ def evaluation_data(spec: PointSpec) -> datasets.Dataset:
     return _load_split(spec.dataset, "test", binarization, spec.train_config.seed)
 
 
-def _write_atomically(path: pathlib.Path, text: str) -> None:
+def write_atomically(path: pathlib.Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename: readers see the old file or the new."""
     fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -266,7 +267,7 @@ def train_point(spec: PointSpec, folder: str | pathlib.Path, *, progress: Progre
     checkpoint.save(folder / _CHECKPOINT_DIR, model, train_config=spec.train_config, history=result.history)
     record = {"zoo_format": ZOO_FORMAT, "key": spec.key, "spec": spec.to_dict(), "test": test,
               "train_seconds": seconds, "compile_seconds": result.compile_seconds}
-    _write_atomically(folder / _POINT_FILE, json.dumps(record, indent=2))
+    write_atomically(folder / _POINT_FILE, json.dumps(record, indent=2))
     return ZooModel(model, _read_record(folder))
 
 
