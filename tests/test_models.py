@@ -241,3 +241,16 @@ def test_classifier_logits_and_features():
 def test_classifier_on_other_image_shapes():
     config = models.ClassifierConfig(num_classes=3, channels=(4, 4, 4), hidden_dim=8, image_shape=(32, 32, 3))
     assert models.Classifier(config, rngs=nnx.Rngs(0))(jnp.zeros((2, 32, 32, 3))).shape == (2, 3)
+
+
+def test_configs_nest_round_trip_through_json_and_hash_their_contents():
+    import json
+
+    from vaekit import zoo
+
+    spec = zoo.PointSpec("mnist", models.VAEConfig(latent_dim=3, hidden_dims=(64, 32)), train.TrainConfig(beta=2.0))
+    assert zoo.PointSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert spec.to_dict()["model_config"]["hidden_dims"] == [64, 32]
+    assert spec.fingerprint(version=1) == spec.fingerprint(version=1) != spec.fingerprint(version=2)
+    other = zoo.PointSpec("mnist", models.VAEConfig(latent_dim=3, hidden_dims=(64, 32)), train.TrainConfig(beta=3.0))
+    assert other.fingerprint(version=1) != spec.fingerprint(version=1)

@@ -38,18 +38,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from flax import nnx
 
 from vaekit import batched, checkpoint, datasets, objectives, train, zoo
-from vaekit.models import Classifier, ClassifierConfig, ConfigError
+from vaekit.models import Classifier, ClassifierConfig, Config, ConfigError
 from vaekit.train import TrainConfig
 
 FEATURES_FORMAT = 1
@@ -67,7 +66,7 @@ Progress = bool | Callable[[int, int], None]
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureSpec:
+class FeatureSpec(Config):
     """Everything that determines one trained feature network.
 
     Attributes:
@@ -94,28 +93,10 @@ class FeatureSpec:
         ):
             raise ConfigError(f"train_size must be a positive integer or None; got {self.train_size!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "train_size": self.train_size,
-            "model_config": self.model_config.to_dict(),
-            "train_config": self.train_config.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "FeatureSpec":
-        return cls(
-            dataset=values["dataset"],
-            model_config=ClassifierConfig.from_dict(values["model_config"]),
-            train_config=TrainConfig.from_dict(values["train_config"]),
-            train_size=values["train_size"],
-        )
-
     @property
     def key(self) -> str:
         """A hash of every field (and of the storage format)."""
-        canonical = json.dumps({"features_format": FEATURES_FORMAT, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return self.fingerprint(features_format=FEATURES_FORMAT)
 
     def path(self, root: str | pathlib.Path | None = None) -> pathlib.Path:
         """The network's folder under ``root`` (:func:`vaekit.zoo.default_root` if ``None``)."""

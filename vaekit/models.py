@@ -23,7 +23,10 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import typing
 from typing import Any
 
 import jax
@@ -84,17 +87,34 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 class Config:
-    """Base of the kit's frozen config dataclasses: ``to_dict`` and ``from_dict`` for JSON (tuples become lists)."""
+    """Base of the kit's frozen config dataclasses: to and from JSON, and a hash of the contents.
+
+    Tuples become lists; a field that is itself a :class:`Config` (a zoo point's model and
+    training configs) becomes a nested dict and is rebuilt as its own class.
+    """
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        def plain(value):
+            if isinstance(value, Config):
+                return value.to_dict()
+            return list(value) if isinstance(value, tuple) else value
+
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        types = typing.get_type_hints(cls)
+        nested = {name: types[name].from_dict(value) for name, value in values.items()
+                  if isinstance(types[name], type) and issubclass(types[name], Config) and isinstance(value, dict)}
+        return cls(**{**values, **nested})
+
+    def fingerprint(self, **salt: Any) -> str:
+        """16 hex digits of a SHA-256 of every field (and of ``salt``, e.g. a storage format's version)."""
+        canonical = json.dumps({**salt, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,19 +36,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
 import pathlib
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import jax
 
 from vaekit import checkpoint, datasets, models, train
-from vaekit.models import ConfigError, VAEConfig
+from vaekit.models import Config, ConfigError, VAEConfig
 from vaekit.train import TrainConfig
 
 ZOO_FORMAT = 2
@@ -93,7 +92,7 @@ def _check_dataset(name: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class PointSpec:
+class PointSpec(Config):
     """Everything that determines one trained model of the zoo.
 
     Attributes:
@@ -130,30 +129,10 @@ class PointSpec:
     def latent_dim(self) -> int:
         return self.model_config.latent_dim
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "train_size": self.train_size,
-            "binarization": self.binarization,
-            "model_config": self.model_config.to_dict(),
-            "train_config": self.train_config.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "PointSpec":
-        return cls(
-            dataset=values["dataset"],
-            model_config=VAEConfig.from_dict(values["model_config"]),
-            train_config=TrainConfig.from_dict(values["train_config"]),
-            train_size=values["train_size"],
-            binarization=values["binarization"],
-        )
-
     @property
     def key(self) -> str:
         """A hash of every field (and of the zoo's storage format)."""
-        canonical = json.dumps({"zoo_format": ZOO_FORMAT, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return self.fingerprint(zoo_format=ZOO_FORMAT)
 
     @property
     def folder_name(self) -> str:
