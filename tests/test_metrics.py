@@ -247,7 +247,7 @@ def test_precision_and_recall_of_far_disjoint_sets_are_zero():
 def test_precision_and_recall_are_computed_in_chunks_as_in_one_piece(monkeypatch):
     real, generated = gaussian_cloud(5, 700), gaussian_cloud(6, 500, shift=0.5)
     whole = metrics.precision_recall(real, generated)
-    monkeypatch.setattr(metrics, "DISTANCE_CHUNK", 64)
+    monkeypatch.setattr(metrics.quality, "DISTANCE_CHUNK", 64)
     assert metrics.precision_recall(real, generated) == whole
     assert 0.0 < whole[0] < 1.0 and 0.0 < whole[1] < 1.0
 
