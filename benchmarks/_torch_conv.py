@@ -61,7 +61,7 @@ class TorchConvVAE(nn.Module):
 class TorchUNet(nn.Module):
     """``vaekit.segmentation.UNet``: stem of two 3×3 convs, k4 s2 downsamplings, upsampling + skip + 3×3 mix, 1×1 head."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 11, channels=(16, 32, 64), upsampling: str = "transposed"):
+    def __init__(self, in_channels: int = 3, num_classes: int = 11, channels=(16, 32, 64), upsampling: str = "transposed"):
         super().__init__()
         c = channels
         self.stem = nn.ModuleList([nn.Conv2d(in_channels, c[0], 3, padding=1), nn.Conv2d(c[0], c[0], 3, padding=1)])

@@ -210,7 +210,7 @@ def main(argv=None) -> None:
 
     print(f"U-Net ({args.upsampling} upsampling), batch 32, {len(scenes):,} scenes per epoch:")
     unet = segmentation.UNet(segmentation.UNetConfig(upsampling=args.upsampling), rngs=nnx.Rngs(0))
-    torch_unet = TorchTrainer(lambda: TorchUNet(upsampling=args.upsampling), scenes.arrays, batch_size=32)
+    torch_unet = TorchTrainer(lambda: TorchUNet(in_channels=scenes.images.shape[-1], upsampling=args.upsampling), scenes.arrays, batch_size=32)
     ours = FitRounds(unet, scenes.arrays, epoch_config(32), objective=segmentation.SegmentationObjective())
     unet = race_one_epoch_rounds(ours, torch_unet, rounds=args.rounds)
 

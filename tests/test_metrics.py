@@ -1,7 +1,8 @@
-"""vaekit.metrics: known answers, and agreement with independent implementations (scikit-image, SciPy)."""
+"""vaekit.metrics: known answers, and agreement with independent implementations (scikit-image, dm-pix, SciPy)."""
 
 import math
 
+import dm_pix
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -89,6 +90,16 @@ def test_ssim_agrees_with_scikit_image(channels):
     assert reference.max() - reference.min() > 0.5
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_and_psnr_agree_with_dm_pix(channels):
+    # DeepMind's dm-pix, a second independent implementation, in JAX (Gaussian window 11, sigma 1.5, valid region).
+    x = smooth_images(16, (3, 28, 28, channels))
+    noise = np.random.default_rng(17).normal(size=x.shape).astype(np.float32)
+    y = np.clip(x + np.array([0.02, 0.1, 0.3], np.float32)[:, None, None, None] * noise, 0, 1)
+    np.testing.assert_allclose(metrics.ssim(x, y), dm_pix.ssim(jnp.asarray(x), jnp.asarray(y)), atol=1e-4)
+    np.testing.assert_allclose(metrics.psnr(x, y), dm_pix.psnr(jnp.asarray(x), jnp.asarray(y)), rtol=1e-5)
+
+
 def test_ssim_falls_as_noise_grows():
     x = np.repeat(smooth_images(9, (1, 28, 28, 1)), 4, axis=0)
     noise = np.random.default_rng(10).normal(size=x.shape).astype(np.float32)
@@ -147,6 +158,73 @@ def test_ssim_and_sharpness_name_images_too_small_for_their_window():
         metrics.ssim(images(13), images(14), k2=-0.03)
     with pytest.raises(ValueError, match="at least 3 pixels"):
         metrics.sharpness(images(13, (1, 2, 28, 1)))
+
+
+# Checkerboard
+
+
+def fft_checkerboard(x: np.ndarray) -> np.ndarray:
+    """Independently, from NumPy's FFT in float64: the Nyquist bins' share of all energy but the DC term."""
+    spectrum = np.abs(np.fft.fft2(x.astype(np.float64), axes=(1, 2))) ** 2
+    h, w = x.shape[1] // 2, x.shape[2] // 2
+    nyquist = spectrum[:, h, w] + spectrum[:, h, 0] + spectrum[:, 0, w]
+    return nyquist.sum(-1) / (spectrum.sum(axis=(1, 2, 3)) - spectrum[:, 0, 0].sum(-1))
+
+
+def period_two_board(height: int = 28, width: int = 28) -> np.ndarray:
+    h, w = np.indices((height, width))
+    return ((h + w) % 2).astype(np.float32)
+
+
+def test_checkerboard_of_a_pure_checkerboard_or_stripes_is_one():
+    h, w = np.indices((28, 28))
+    patterns = np.stack([period_two_board(), h % 2, w % 2, 0.3 + 0.2 * (h % 2) + 0.1 * (w % 2)]).astype(np.float32)
+    np.testing.assert_allclose(metrics.checkerboard(patterns[..., None]), 1.0, rtol=1e-5)
+
+
+def test_checkerboard_of_flat_and_smooth_images_is_zero():
+    h, w = np.indices((28, 28))
+    flat = np.full((28, 28), 0.3, np.float32)
+    wave = 0.5 + 0.4 * np.cos(2 * np.pi * 3 * h / 28) * np.sin(2 * np.pi * 2 * w / 28)  # DFT bins far from Nyquist
+    assert np.asarray(metrics.checkerboard(np.stack([flat, np.zeros_like(flat)])[..., None])).tolist() == [0.0, 0.0]
+    assert float(metrics.checkerboard(wave[None, :, :, None].astype(np.float32))[0]) == pytest.approx(0.0, abs=1e-6)
+    assert np.all(np.asarray(metrics.checkerboard(smooth_images(20))) < 0.01)
+
+
+def test_checkerboard_is_the_pattern_share_of_a_mixture():
+    # A checkerboard of amplitude a on a wave of amplitude b, both centred and orthogonal: share a^2 / (a^2 + b^2/2).
+    h, w = np.indices((28, 28))
+    wave = np.cos(2 * np.pi * 5 * h / 28)  # mean square 1/2
+    board = np.where(period_two_board() > 0, 1.0, -1.0)  # mean square 1
+    for a, b in ((0.1, 1.0), (0.5, 0.5), (1.0, 0.2)):
+        x = (0.5 + a * board + b * wave)[None, :, :, None].astype(np.float32)
+        assert float(metrics.checkerboard(x)[0]) == pytest.approx(a**2 / (a**2 + b**2 / 2), rel=1e-4)
+
+
+def test_checkerboard_agrees_with_the_fft_for_any_image_and_colour():
+    for x in (images(21, (3, 28, 28, 3)), smooth_images(22, (2, 16, 12, 3)), smooth_images(23)):
+        np.testing.assert_allclose(metrics.checkerboard(x), fft_checkerboard(x), rtol=1e-4)
+
+
+def test_checkerboard_of_white_noise_is_three_bins_of_the_spectrum():
+    noise = np.random.default_rng(24).normal(size=(200, 28, 28, 1)).astype(np.float32)
+    assert float(np.mean(metrics.checkerboard(noise))) == pytest.approx(3 / (28 * 28 - 1), rel=0.15)
+
+
+def test_checkerboard_grows_with_the_amplitude_of_an_added_pattern():
+    x = smooth_images(25)
+    board = period_two_board()[None, :, :, None]
+    scores = [np.asarray(metrics.checkerboard(x + a * board)) for a in (0.0, 0.01, 0.05, 0.2)]
+    assert np.all(np.diff(np.stack(scores), axis=0) > 0)
+
+
+def test_checkerboard_names_bad_input():
+    with pytest.raises(ValueError, match="even height and width"):
+        metrics.checkerboard(images(26, (2, 27, 28, 1)))
+    with pytest.raises(ValueError, match="x must be a batch of NHWC images"):
+        metrics.checkerboard(images(26)[0])
+    with pytest.raises(ValueError, match="floating point"):
+        metrics.checkerboard(images(26).astype(np.uint8))
 
 
 # Fréchet distance
@@ -211,12 +289,42 @@ def test_frechet_distance_names_bad_input():
     x = correlated_features(12)
     with pytest.raises(ValueError, match="same feature dimension"):
         metrics.frechet_distance(x, x[:, :8])
-    with pytest.raises(ValueError, match="generated_features must be a 2-D array"):
+    with pytest.raises(ValueError, match="generated must be a 2-D array"):
         metrics.frechet_distance(x, x[0])
-    with pytest.raises(ValueError, match="real_features needs at least 2 rows"):
+    with pytest.raises(ValueError, match="real needs at least 2 rows"):
         metrics.frechet_distance(x[:1], x)
-    with pytest.raises(ValueError, match="real_features must be finite"):
+    with pytest.raises(ValueError, match="real must be finite"):
         metrics.frechet_distance(np.where(x > 2, np.nan, x), x)
+
+
+def test_frechet_distance_maps_images_to_features_first():
+    flat_images = correlated_features(13, d=12).reshape(600, 2, 6, 1)
+    other = correlated_features(14, n=300, d=12).reshape(300, 2, 6, 1)
+
+    def flatten(x):
+        return x.reshape(len(x), -1)
+
+    expected = metrics.frechet_distance(flatten(flat_images), flatten(other))
+    assert metrics.frechet_distance(flat_images, other, features=flatten) == pytest.approx(expected, rel=1e-12)
+    assert metrics.precision_recall(flat_images, other, features=flatten) == metrics.precision_recall(
+        flatten(flat_images), flatten(other))
+    with pytest.raises(TypeError, match="features must be None"):
+        metrics.frechet_distance(flat_images, other, features="inception")
+    with pytest.raises(ValueError, match=r"or images with features="):
+        metrics.frechet_distance(flat_images, other)
+
+
+def test_frechet_distance_with_a_feature_network_embeds_the_images_with_it():
+    from flax import nnx
+
+    import vaekit as vk
+
+    network = vk.Classifier(vk.ClassifierConfig(channels=(4,), hidden_dim=8), rngs=nnx.Rngs(0))  # untrained will do
+    real, generated = images(15, (40, 28, 28, 1)), images(16, (30, 28, 28, 1)) ** 2
+    expected = metrics.frechet_distance(vk.features.embed(real, network=network),
+                                        vk.features.embed(generated, network=network))
+    assert metrics.frechet_distance(real, generated, features=network) == pytest.approx(expected, rel=1e-9)
+    assert expected > 0
 
 
 # Precision and recall
@@ -258,7 +366,7 @@ def test_precision_recall_names_bad_input():
         metrics.precision_recall(x, x, k=0)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         metrics.precision_recall(x, x, k=2.0)
-    with pytest.raises(ValueError, match="generated_features needs more than k=3 rows"):
+    with pytest.raises(ValueError, match="generated needs more than k=3 rows"):
         metrics.precision_recall(x, x[:3])
     with pytest.raises(ValueError, match="same feature dimension"):
         metrics.precision_recall(x, x[:, :2])

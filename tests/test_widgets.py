@@ -396,3 +396,82 @@ def test_explorer_preloads_a_zoo_that_also_holds_points_beyond_its_latent_range(
     explorer = vw.BetaLatentExplorer(wide, beta=1.0, latent_dim=2, preload=True, train=False)
     assert explorer.error.value == ""
     assert "latent dim = 2" in explorer.status.value
+
+
+# The image-degradation dashboard (chapter 05): no model, real images, three corruptions.
+
+
+@pytest.fixture(scope="module")
+def garments():
+    return vk.load("fashion-mnist", "test").take(16)
+
+
+def test_degradation_starts_undamaged_and_each_slider_moves_the_measures_its_way(garments):
+    dashboard = vw.ImageDegradation(garments, num_images=6)
+    assert dashboard._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert np.all(np.isinf(dashboard.scores["psnr"])) and np.allclose(dashboard.scores["ssim"], 1.0)
+    untouched = dashboard.view.value
+    assert pixels(untouched).shape == (2 * 28 + 1, 6 * 28 + 5)  # originals above, copies below
+    sharp = dashboard.reference_sharpness
+
+    dashboard.blur.value = 1.5  # blur: worse on every measure, and less detail
+    blurred = dict(dashboard.scores)
+    assert np.all(np.isfinite(blurred["psnr"])) and np.all(blurred["ssim"] < 0.95)
+    assert np.all(blurred["sharpness"] < sharp)
+    assert change(untouched, dashboard.view.value) > 1.0
+    dashboard.blur.value = 3.0
+    assert np.all(dashboard.scores["psnr"] < blurred["psnr"])
+
+    dashboard.blur.value = 0.0  # noise: worse PSNR and SSIM, yet *more* "detail"
+    dashboard.noise.value = 0.1
+    assert np.all(dashboard.scores["psnr"] < 25.0) and np.all(dashboard.scores["sharpness"] > sharp)
+    noisy = dashboard.degraded.copy()
+    dashboard.noise.value = 0.2
+    # The same noise pattern, twice as strong (up to clipping at 0 and 1).
+    inside = (noisy > 0) & (noisy < 1) & (dashboard.degraded > 0) & (dashboard.degraded < 1)
+    np.testing.assert_allclose((dashboard.degraded - dashboard.originals)[inside],
+                               2 * (noisy - dashboard.originals)[inside], atol=1e-5)
+
+    dashboard.noise.value = 0.0  # JPEG: lower quality, lower PSNR
+    psnr = {}
+    for quality in (95, 30, 5):
+        dashboard.jpeg.value = quality
+        psnr[quality] = float(np.mean(dashboard.scores["psnr"]))
+    assert psnr[95] > psnr[30] > psnr[5]
+    dashboard.jpeg.value = 0  # off again: the originals
+    assert dashboard.view.value == untouched and "∞" in dashboard.readout.value
+    assert dashboard.error.value == ""
+    dashboard.close()
+
+
+def test_degradation_takes_arrays_and_colour_and_names_bad_settings(garments):
+    colour = np.repeat(garments.images[:3], 3, axis=-1) * np.array([1.0, 0.5, 0.2], np.float32)
+    dashboard = vw.ImageDegradation(colour, num_images=3, blur=1.0, noise=0.05, jpeg_quality=50)
+    assert dashboard.degraded.shape == (3, 28, 28, 3) and np.all(np.isfinite(dashboard.scores["psnr"]))
+    with pytest.raises(ValueError, match=r"ImageDegradation: num_images must be an integer in \[1, 16\]; got 17"):
+        vw.ImageDegradation(garments, num_images=17)
+    with pytest.raises(ValueError, match=r"blur must be a number in \[0, 3\]; got 5"):
+        vw.ImageDegradation(garments, blur=5)
+    with pytest.raises(ValueError, match=r"noise must be a number in \[0, 0.5\]; got -0.1"):
+        vw.ImageDegradation(garments, noise=-0.1)
+    with pytest.raises(ValueError, match=r"jpeg_quality must be None or one of \[95, 75, 50, 30, 20, 10, 5, 1\]; "
+                                        r"got 40"):
+        vw.ImageDegradation(garments, jpeg_quality=40)
+    with pytest.raises(ValueError, match=r"at least 11 \(SSIM's window\); got shape \(4, 8, 8, 1\)"):
+        vw.ImageDegradation(np.zeros((4, 8, 8, 1), np.float32))
+    with pytest.raises(ValueError, match=r"floating point"):
+        vw.ImageDegradation((garments.images * 255).astype(np.uint8))
+
+
+def test_a_degradation_error_is_shown_in_the_dashboard(garments, monkeypatch):
+    dashboard = vw.ImageDegradation(garments, num_images=2)
+
+    def broken(images, quality):
+        raise OSError("encoder missing")
+
+    monkeypatch.setattr(vk.corruptions, "jpeg_compress", broken)
+    dashboard.jpeg.value = 10
+    assert "OSError" in dashboard.error.value and "compressing" in dashboard.error.value
+    monkeypatch.undo()
+    dashboard.jpeg.value = 20
+    assert dashboard.error.value == ""

@@ -68,6 +68,10 @@ KIT_MODELS = {
     "vaekit.models.Autoencoder": "vaekit.models.VAEConfig",
     "vaekit.models.Classifier": "vaekit.models.ClassifierConfig",
     "vaekit.segmentation.UNet": "vaekit.segmentation.UNetConfig",
+    "vaekit.segmentation.SegmentationAutoencoder": "vaekit.segmentation.SegmentationAutoencoderConfig",
+    "vaekit.segmentation.FCN": "vaekit.segmentation.FCNConfig",
+    "vaekit.segmentation_vae.SegmentationVAE": "vaekit.segmentation_vae.SegmentationVAEConfig",
+    "vaekit.probunet.ProbabilisticUNet": "vaekit.probunet.ProbabilisticUNetConfig",
 }
 
 _LATEST = "LATEST"

@@ -53,4 +53,11 @@ from vaekit.exercises.checks_elbo import check_reconstruction_loss as check_reco
 from vaekit.exercises.checks_elbo import check_reparameterize as check_reparameterize
 from vaekit.exercises.checks_latent import check_inverse_cdf_grid as check_inverse_cdf_grid
 from vaekit.exercises.checks_latent import check_slerp as check_slerp
+from vaekit.exercises.checks_quality import check_frechet_distance as check_frechet_distance
+from vaekit.exercises.checks_quality import check_psnr as check_psnr
+from vaekit.exercises.checks_segmentation import check_box_iou as check_box_iou
+from vaekit.exercises.checks_segmentation import check_conditional_negative_elbo as check_conditional_negative_elbo
+from vaekit.exercises.checks_segmentation import check_dice as check_dice
+from vaekit.exercises.checks_segmentation import check_ged as check_ged
+from vaekit.exercises.checks_segmentation import check_iou as check_iou
 from vaekit.exercises.student import student_copy as student_copy

@@ -1,12 +1,14 @@
-r"""Image-quality and sample-quality measures: PSNR, SSIM, sharpness, Fréchet distance, precision and recall.
+r"""Image- and sample-quality measures: PSNR, SSIM, sharpness, checkerboard, Fréchet distance, precision, recall.
 
 Two families answer two questions.
 
 *Is this image close to that one?* :func:`psnr` and :func:`ssim` compare a reconstruction
-with its original, pixel by pixel or window by window. :func:`sharpness` needs no original:
-it measures how much fine detail an image has, which is what a blurry VAE sample lacks.
-These three take batches of images laid out NHWC, ``(batch, height, width, channels)``, and
-return one number per image, ``(batch,)``; they are compiled with ``jax.jit``.
+with its original, pixel by pixel or window by window. :func:`sharpness` and
+:func:`checkerboard` need no original: the first measures how much fine detail an image has,
+which is what a blurry VAE sample lacks; the second how much of it is the period-2 pattern a
+transposed convolution leaves. These four take batches of images laid out NHWC,
+``(batch, height, width, channels)``, and return one number per image, ``(batch,)``; they
+are compiled with ``jax.jit``.
 
 *Do these samples look like the data?* A generated image has no original to compare with,
 so :func:`frechet_distance` and :func:`precision_recall` compare two *sets*, each given as
@@ -19,6 +21,7 @@ radii are accurate. For images, the kit's features are those of its own classifi
 
     real = vk.features.embed(test.images)   # (n, 128)
     fd = vk.metrics.frechet_distance(real, vk.features.embed(samples))
+    fd = vk.metrics.frechet_distance(test.images, samples, features=network)  # the same, in one call
 
 References:
   Huynh-Thu & Ghanbari, *Scope of validity of PSNR in image/video quality assessment*,
@@ -27,6 +30,7 @@ References:
   structural similarity*, IEEE Transactions on Image Processing 13(4), 2004.
   Pech-Pacheco, Cristóbal, Chamorro-Martínez & Fernández-Valdivia, *Diatom autofocusing in
   brightfield microscopy: a comparative study*, ICPR 2000.
+  Odena, Dumoulin & Olah, *Deconvolution and Checkerboard Artifacts*, Distill 2016.
   Dowson & Landau, *The Fréchet distance between multivariate normal distributions*,
   Journal of Multivariate Analysis 12(3), 1982.
   Heusel et al., *GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +56,9 @@ SSIM_K2 = 0.03
 
 LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 """The 4-neighbour discrete Laplacian, :math:`\\partial_x^2 + \\partial_y^2` on the pixel grid."""
+
+FLAT_VARIANCE = 1e-12
+"""Pixel variance below which :func:`checkerboard` calls an image flat (constant up to roundoff) and scores it 0."""
 
 DISTANCE_CHUNK = 1024
 """Rows of the pairwise distance matrix computed at once in :func:`precision_recall` (bounds memory)."""
@@ -296,22 +304,113 @@ def sharpness(x) -> jax.Array:
     return _sharpness(x)
 
 
+def _period_two_patterns(height: int, width: int) -> jax.Array:
+    """The three sign patterns of period 2, ``(3, height, width)``: (-1)^(h+w), (-1)^h and (-1)^w."""
+    rows = (-1.0) ** jnp.arange(height)
+    cols = (-1.0) ** jnp.arange(width)
+    return jnp.stack([jnp.outer(rows, cols), jnp.outer(rows, jnp.ones(width)), jnp.outer(jnp.ones(height), cols)])
+
+
+@jax.jit
+def _checkerboard(images: jax.Array) -> jax.Array:
+    _, height, width, _ = images.shape
+    centred = images - jnp.mean(images, axis=(1, 2), keepdims=True)
+    patterns = _period_two_patterns(height, width).astype(images.dtype)
+    projections = jnp.einsum("bhwc,khw->bkc", centred, patterns, precision=jax.lax.Precision.HIGHEST)
+    period_two = jnp.sum(projections**2, axis=(1, 2))
+    energy = height * width * jnp.sum(centred**2, axis=(1, 2, 3))
+    flat = jnp.mean(centred**2, axis=(1, 2, 3)) < FLAT_VARIANCE
+    return jnp.where(flat, 0.0, period_two / jnp.where(flat, 1.0, energy))
+
+
+def checkerboard(x) -> jax.Array:
+    r"""The share of each image's variation that is a period-2 pattern: 0 for smooth images, 1 for a checkerboard.
+
+    A transposed convolution of stride 2 computes even and odd output pixels with different
+    parts of its kernel, so its images can carry a pattern that repeats every two pixels
+    (Odena et al., 2016). On the image's discrete Fourier transform :math:`\hat x_{k,l}` such a
+    pattern sits at the highest frequencies the grid holds, the Nyquist frequencies
+    :math:`\mathcal N = \{(\tfrac H2, \tfrac W2), (\tfrac H2, 0), (0, \tfrac W2)\}`, whose basis
+    images are the sign patterns :math:`s_1 = (-1)^{h+w}` (a checkerboard), :math:`s_2 = (-1)^h`
+    and :math:`s_3 = (-1)^w` (stripes). The statistic is their share of all the energy away from
+    the mean (the DC term :math:`\hat x_{0,0}`):
+
+    .. math::
+
+       \mathrm{checkerboard}(x)
+         = \frac{\sum_{(k,l) \in \mathcal N} |\hat x_{k,l}|^2}{\sum_{(k,l) \ne (0,0)} |\hat x_{k,l}|^2}
+         = \frac{\sum_c \sum_{i=1}^{3} \big(\sum_{h,w} s_i[h,w]\,x_{hwc}\big)^2}
+                {H W \sum_c \sum_{h,w} (x_{hwc} - \bar x_c)^2},
+
+    the second form by Parseval's identity (:math:`\bar x_c` is channel :math:`c`'s mean); each
+    channel is centred and the sums run over the channels too. It lies in :math:`[0, 1]`: it is
+    the fraction of the image's variance that the three patterns explain. A smooth image has
+    almost no energy at the Nyquist frequencies and scores near 0, white noise about
+    :math:`3/(HW - 1)`, a pure checkerboard or pure 2-pixel stripes exactly 1. A flat image
+    (pixel variance below :data:`FLAT_VARIANCE`) has nothing to share and scores 0.
+
+    Args:
+      x: images, ``(batch, height, width, channels)``, floating point; height and width even
+        (only an even grid has a Nyquist frequency).
+
+    Returns:
+      ``(batch,)``: the period-2 share of each image, in ``[0, 1]``.
+
+    Example:
+      >>> h, w = jnp.indices((8, 8))
+      >>> board = ((h + w) % 2).astype(jnp.float32)[None, :, :, None]
+      >>> blob = jnp.exp(-((h - 3.5) ** 2 + (w - 3.5) ** 2) / 8.0)[None, :, :, None]
+      >>> flat = jnp.full_like(board, 0.5)
+      >>> checkerboard(jnp.concatenate([board, flat, blob, 0.9 * blob + 0.1 * board])).round(3)
+      Array([1.   , 0.   , 0.   , 0.045], dtype=float32)
+
+    References:
+      Odena, Dumoulin & Olah, *Deconvolution and Checkerboard Artifacts*, Distill 2016.
+    """
+    x = _check_images("x", x)
+    if x.shape[1] % 2 or x.shape[2] % 2 or x.shape[1] < 2 or x.shape[2] < 2:
+        raise ValueError(f"x must have an even height and width (a period-2 pattern needs an even grid); "
+                         f"got {x.shape[1]}×{x.shape[2]}")
+    return _checkerboard(x)
+
+
 def _check_features(name: str, features) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of features, shape (n, d); got {features.shape}")
+        raise ValueError(f"{name} must be a 2-D array of features, shape (n, d) (or images with features=a "
+                         f"feature network); got shape {features.shape}")
     if not np.all(np.isfinite(features)):
         raise ValueError(f"{name} must be finite; it contains NaN or inf")
     return features
 
 
-def _check_feature_sets(real_features, generated_features) -> tuple[np.ndarray, np.ndarray]:
-    real = _check_features("real_features", real_features)
-    generated = _check_features("generated_features", generated_features)
+FeatureMap = Callable[[np.ndarray], np.ndarray]
+
+
+def _embedded(real, generated, features) -> tuple[np.ndarray, np.ndarray]:
+    """The two sets as features: as given (``features=None``), or mapped by a feature network or callable."""
+    if features is None:
+        return real, generated
+    from vaekit import features as feature_networks  # vaekit.features trains with vaekit.train: imported on use
+    from vaekit.models import Classifier
+
+    if isinstance(features, Classifier):  # before `callable`: a classifier called directly gives logits
+        return (feature_networks.embed(np.asarray(real), network=features),
+                feature_networks.embed(np.asarray(generated), network=features))
+    if callable(features):
+        return np.asarray(features(np.asarray(real))), np.asarray(features(np.asarray(generated)))
+    raise TypeError(
+        "features must be None (real and generated are already features), a vaekit.models.Classifier (its "
+        "features, vaekit.features.embed) or a callable mapping images (n, H, W, C) to features (n, d); "
+        f"got {type(features).__name__}"
+    )
+
+
+def _check_feature_sets(real, generated) -> tuple[np.ndarray, np.ndarray]:
+    real, generated = _check_features("real", real), _check_features("generated", generated)
     if real.shape[1] != generated.shape[1]:
         raise ValueError(
-            "real_features and generated_features must have the same feature dimension d; "
-            f"got {real.shape[1]} and {generated.shape[1]}"
+            f"real and generated must have the same feature dimension d; got {real.shape[1]} and {generated.shape[1]}"
         )
     return real, generated
 
@@ -323,7 +422,7 @@ def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
 
 
-def frechet_distance(real_features, generated_features) -> float:
+def frechet_distance(real, generated, *, features: FeatureMap | None = None) -> float:
     r"""The Fréchet distance between Gaussian fits of two feature sets (Dowson & Landau, 1982).
 
     Each set of features is summarised by its mean :math:`\mu` and covariance :math:`\Sigma`;
@@ -352,26 +451,37 @@ def frechet_distance(real_features, generated_features) -> float:
     computed with the same numbers of samples.
 
     Args:
-      real_features: ``(n1, d)`` features of real images, ``n1 >= 2``; for images, the kit's
-        classifier features :func:`vaekit.features.embed` ``(images)``.
-      generated_features: ``(n2, d)`` features of generated images, ``n2 >= 2``.
+      real: ``(n1, d)`` features of real images, ``n1 >= 2``; or, with ``features``, the
+        images themselves ``(n1, height, width, channels)``.
+      generated: ``(n2, d)`` features of generated images, ``n2 >= 2`` (or images, as ``real``).
+      features: ``None`` when ``real`` and ``generated`` are already features; else what maps
+        images to features: a trained :class:`vaekit.models.Classifier` (its last hidden layer,
+        :func:`vaekit.features.embed`, e.g. ``vaekit.features.feature_network()[0]``) or any
+        callable ``images -> (n, d)``.
 
     Returns:
       :math:`d^2 \ge 0`, a Python float (0 for two sets with equal means and covariances).
+
+    Raises:
+      TypeError: ``features`` that is neither ``None``, a classifier nor a callable.
+      ValueError: sets that are not ``(n, d)`` with ``n >= 2``, of unequal ``d``, or not finite.
 
     Example:
       >>> real = np.random.default_rng(0).normal(size=(500, 3))
       >>> round(frechet_distance(real, real), 9), round(frechet_distance(real, real + 2.0), 9)  # ||(2, 2, 2)||² = 12
       (0.0, 12.0)
+      >>> images = real.reshape(500, 1, 3, 1)  # "images" whose features are their pixels:
+      >>> round(frechet_distance(images, images + 2.0, features=lambda x: x.reshape(len(x), -1)), 9)
+      12.0
 
     References:
       Dowson & Landau, *The Fréchet distance between multivariate normal distributions*, 1982.
       Heusel et al., *GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium*, 2017.
     """
-    real, generated = _check_feature_sets(real_features, generated_features)
-    for name, features in (("real_features", real), ("generated_features", generated)):
-        if features.shape[0] < 2:
-            raise ValueError(f"{name} needs at least 2 rows to estimate a covariance; got {features.shape[0]}")
+    real, generated = _check_feature_sets(*_embedded(real, generated, features))
+    for name, values in (("real", real), ("generated", generated)):
+        if values.shape[0] < 2:
+            raise ValueError(f"{name} needs at least 2 rows to estimate a covariance; got {values.shape[0]}")
     mean_real, mean_generated = real.mean(axis=0), generated.mean(axis=0)
     cov_real = np.cov(real, rowvar=False).reshape(real.shape[1], real.shape[1])
     cov_generated = np.cov(generated, rowvar=False).reshape(real.shape[1], real.shape[1])
@@ -415,7 +525,7 @@ def _fraction_inside(points: np.ndarray, centres: np.ndarray, radii_squared: np.
     return float(inside.mean())
 
 
-def precision_recall(real_features, generated_features, *, k: int = 3) -> tuple[float, float]:
+def precision_recall(real, generated, *, k: int = 3, features: FeatureMap | None = None) -> tuple[float, float]:
     r"""Precision and recall of generated samples against real ones (Kynkäänniemi et al., 2019).
 
     Each set's manifold is estimated as the union of balls around its points, each ball
@@ -437,10 +547,11 @@ def precision_recall(real_features, generated_features, *, k: int = 3) -> tuple[
     the opposite. Distances are Euclidean, in float64.
 
     Args:
-      real_features: ``(n1, d)`` features of real images, ``n1 > k``; for images, the kit's
-        classifier features :func:`vaekit.features.embed` ``(images)``.
-      generated_features: ``(n2, d)`` features of generated images, ``n2 > k``.
+      real: ``(n1, d)`` features of real images, ``n1 > k``; or, with ``features``, the images.
+      generated: ``(n2, d)`` features of generated images, ``n2 > k`` (or images, as ``real``).
       k: the neighbour that sets each ball's radius, an integer >= 1 (3 in Kynkäänniemi et al.).
+      features: ``None`` when the sets are features, else what maps images to features, as in
+        :func:`frechet_distance`.
 
     Returns:
       ``(precision, recall)``, Python floats in ``[0, 1]``.
@@ -456,10 +567,10 @@ def precision_recall(real_features, generated_features, *, k: int = 3) -> tuple[
     """
     if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
         raise ValueError(f"k must be an integer >= 1; got {k!r}")
-    real, generated = _check_feature_sets(real_features, generated_features)
-    for name, features in (("real_features", real), ("generated_features", generated)):
-        if features.shape[0] <= k:
-            raise ValueError(f"{name} needs more than k={k} rows for a k-th nearest neighbour; got {features.shape[0]}")
+    real, generated = _check_feature_sets(*_embedded(real, generated, features))
+    for name, values in (("real", real), ("generated", generated)):
+        if values.shape[0] <= k:
+            raise ValueError(f"{name} needs more than k={k} rows for a k-th nearest neighbour; got {values.shape[0]}")
     precision = _fraction_inside(generated, real, _knn_radii_squared(real, k))
     recall = _fraction_inside(real, generated, _knn_radii_squared(generated, k))
     return precision, recall
