@@ -42,6 +42,10 @@ deviation over the seeds of each seed's mean over the test scenes):
   best prediction that is constant over an image (all foreground or all background, the best
   of the two per image: all that a network whose global pooling discards position can
   draw).
+- The foreground task again on :data:`LARGE_SIZE` × :data:`LARGE_SIZE` canvases (``large_canvas``):
+  the same baselines and the binary U-Net, with the budget's scenes, epochs and seeds. On the
+  32×32 canvases a 28×28 item fills most of the image, which helps any method that finds one
+  item from a seed; on the larger ones the background is most of the image.
 - ``classifier_ceiling``: the fraction of the test scenes' visible items that the kit's
   Fashion-MNIST classifier (:func:`vaekit.features.feature_network`, its logits) names
   correctly from the item's own pixels, in grey, peak brightness 1, centred on a black
@@ -75,8 +79,10 @@ Run (from the repository root)::
 The last printed line is one JSON object: ``unet_fg_iou``, ``threshold_fg_iou`` (the better
 of the two threshold baselines), ``region_growing_fg_iou``, ``constant_fg_iou``,
 ``unet_miou``, ``best_miou_model``, ``classifier_ceiling``, ``probunet_ged``, ``unet_ged``,
-``vae_ged`` and ``ged_optimum`` (at the largest :math:`n`, ``ged_samples``), whether each
-target of issue 12 is met, and ``seconds`` (the time spent measuring every row of the file).
+``vae_ged`` and ``ged_optimum`` (at the largest :math:`n`, ``ged_samples``), ``unet_fg_iou_64``
+and ``best_baseline_fg_iou_64`` (the larger canvases), whether each target of issue 12 is met
+(the foreground targets at both sizes), and ``seconds`` (the time spent measuring every row of
+the file).
 """
 
 import argparse
@@ -98,7 +104,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from scipy import ndimage
 
 import vaekit as vk
 from vaekit import batched, classical, features, probunet, scenes, segmentation, segmentation_vae
@@ -132,9 +137,11 @@ AMBIGUOUS_ORDER = ("probunet:sampled", "probunet:mean", "unet", "vae:sampled", "
 
 DIVERSITY_SAMPLES = 16
 BOUNDARY_TOLERANCE = 2
-THRESHOLDS = np.linspace(0.02, 0.98, 49)
-REGION_TOLERANCES = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32)
+REGION_TOLERANCES = (0.02, 0.04, 0.06, 0.08, 0.12, 0.16, 0.24, 0.32, 0.40, 0.48, 0.64)
 EVAL_BATCH = 100
+# The foreground task again on larger canvases, where the items cover a sixth of the image instead of
+# half: the U-Net (binary, the budget's scenes, epochs and seeds) against the same baselines.
+LARGE_SIZE = 64
 
 # Targets of issue 12.
 UNET_FG_IOU_TARGET = 0.90
@@ -214,8 +221,8 @@ class Budget(Config):
                              f"got {self.seeds!r} and {self.ged_samples!r}")
 
 
-FULL = Budget(train_scenes=4000, test_scenes=1000, size=32, binary_epochs=8, semantic_epochs=12, seeds=(0, 1, 2),
-              ambiguous_train=1000, ambiguous_test=200, ambiguous_epochs=12)
+FULL = Budget(train_scenes=4000, test_scenes=1000, size=32, binary_epochs=8, semantic_epochs=24, seeds=(0, 1, 2),
+              batch_size=16, ambiguous_train=1000, ambiguous_test=200, ambiguous_epochs=8)
 """The budget of ``benchmarks/results/segmentation.json``."""
 
 QUICK = Budget(train_scenes=1000, test_scenes=300, size=32, binary_epochs=2, semantic_epochs=2, seeds=(0,),
@@ -402,20 +409,9 @@ def constant_prediction_scores(target: np.ndarray) -> dict[str, float]:
     return {"fg_iou": float(np.mean(iou)), "dice": float(np.mean(dice))}
 
 
-def oracle_seeds(foreground: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` (row, col): per image the foreground pixel farthest from the background."""
-    seeds = np.zeros((len(foreground), 2), np.int64)
-    for i, mask in enumerate(foreground):
-        if mask.any():
-            depth = ndimage.distance_transform_edt(mask)
-            seeds[i] = np.unravel_index(np.argmax(depth), mask.shape)
-    return seeds
-
-
-def _best(choices, score: Callable[[Any], float]) -> tuple[Any, float]:
-    scored = [(score(c), i) for i, c in enumerate(choices)]
-    best_score, best_index = max(scored)
-    return choices[best_index], best_score
+def visible_items(scene_set: scenes.SegmentationScenes) -> np.ndarray:
+    """``(N,)``: how many items show at least one pixel in each scene."""
+    return np.array([np.count_nonzero(np.bincount(instances.ravel())[1:]) for instances in scene_set.instances])
 
 
 def baseline_scores(train_scenes: scenes.SegmentationScenes, test_scenes: scenes.SegmentationScenes,
@@ -428,23 +424,23 @@ def baseline_scores(train_scenes: scenes.SegmentationScenes, test_scenes: scenes
         return float(np.mean(mask_metrics.iou(pred, target)))
 
     # Otsu splits the luminance in two; which side is the items is chosen on training scenes.
-    otsu_tune = classical.threshold_segmentation(tune.images)
-    otsu_inverted, _ = _best([False, True], lambda inv: mean_iou_of(otsu_tune != inv, tune.foreground))
+    _, otsu_inverted = classical.best_threshold(tune.images, tune.foreground, thresholds="otsu")
     start = time.perf_counter()
     otsu = classical.threshold_segmentation(test_scenes.images) != otsu_inverted
     otsu_seconds = time.perf_counter() - start
 
-    candidates = [(float(t), inv) for t in THRESHOLDS for inv in (False, True)]
-    (threshold, inverted), tune_iou = _best(candidates, lambda c: mean_iou_of(
-        classical.threshold_segmentation(tune.images, threshold=c[0]) != c[1], tune.foreground))
+    threshold, inverted = classical.best_threshold(tune.images, tune.foreground)
+    tune_iou = mean_iou_of(classical.threshold_segmentation(tune.images, threshold=threshold) != inverted,
+                           tune.foreground)
     fixed = classical.threshold_segmentation(test_scenes.images, threshold=threshold) != inverted
 
-    tune_seeds = oracle_seeds(tune.foreground)
-    tolerance, _ = _best(list(REGION_TOLERANCES), lambda tol: mean_iou_of(
+    tune_seeds = classical.deepest_pixels(tune.foreground)
+    tolerance = max(REGION_TOLERANCES, key=lambda tol: mean_iou_of(
         classical.region_growing(tune.images, tune_seeds, tolerance=tol), tune.foreground))
     grown_scenes = test_scenes.take(min(budget.baseline_scenes, len(test_scenes)))
     start = time.perf_counter()
-    grown = classical.region_growing(grown_scenes.images, oracle_seeds(grown_scenes.foreground), tolerance=tolerance)
+    grown = classical.region_growing(grown_scenes.images, classical.deepest_pixels(grown_scenes.foreground),
+                                     tolerance=tolerance)
     grow_seconds = time.perf_counter() - start
 
     def scores(pred, target, **extra):
@@ -452,13 +448,18 @@ def baseline_scores(train_scenes: scenes.SegmentationScenes, test_scenes: scenes
                 "boundary_f": float(np.mean(mask_metrics.boundary_f_score(pred, target, tolerance=BOUNDARY_TOLERANCE))),
                 **extra}
 
+    # One seed finds one item: how region growing fares by the number of items in a scene.
+    items = visible_items(grown_scenes)
+    grown_iou = mask_metrics.iou(grown, grown_scenes.foreground)
+    by_items = {str(k): float(np.mean(grown_iou[items == k])) for k in np.unique(items)}
+
     return {
         "otsu": scores(otsu, test_target, inverted=bool(otsu_inverted),
                        ms_per_image=1000 * otsu_seconds / len(test_scenes)),
         "threshold": scores(fixed, test_target, threshold=threshold, inverted=bool(inverted),
                             train_fg_iou=tune_iou),
         "region_growing": scores(grown, grown_scenes.foreground, tolerance=tolerance, test_scenes=len(grown_scenes),
-                                 ms_per_image=1000 * grow_seconds / len(grown_scenes)),
+                                 ms_per_image=1000 * grow_seconds / len(grown_scenes), fg_iou_by_items=by_items),
         "constant": constant_prediction_scores(test_target),
     }
 
@@ -604,7 +605,7 @@ def data_fingerprint(*scene_sets) -> str:
 
 def _load(path: pathlib.Path, budget: Budget, data: str, log: Callable[[str], None]) -> dict[str, Any]:
     """The rows already in ``path`` when they were measured under ``budget`` on the same ``data``; else none."""
-    empty = {"segmentation": {}, "ambiguous": {}, "sections": {}}
+    empty = {"segmentation": {}, "ambiguous": {}, "sections": {}, "large_canvas": {}}
     if not path.is_file():
         return empty
     try:
@@ -619,8 +620,7 @@ def _load(path: pathlib.Path, budget: Budget, data: str, log: Callable[[str], No
         log(f"{path}: measured on other scenes (vaekit.scenes changed), starting afresh")
         return empty
     kept = {key: stored.get(key, {}) for key in empty}
-    log(f"{path}: resuming, {len(kept['segmentation']) + len(kept['ambiguous']) + len(kept['sections'])} "
-        f"parts already measured")
+    log(f"{path}: resuming, {sum(len(part) for part in kept.values())} parts already measured")
     return kept
 
 
@@ -658,8 +658,8 @@ def run(budget: Budget, path: pathlib.Path, *, command: str,
         log: Callable[[str], None] = functools.partial(print, flush=True)) -> dict[str, Any]:
     """Measures everything ``budget`` asks for, writing ``path`` after every part; returns the results.
 
-    Seed by seed: every network of both tasks, then the ambiguous scenes; so a run stopped
-    early holds every network for its first seeds.
+    Seed by seed: every network of both tasks, then the ambiguous scenes, then the U-Net on the
+    larger canvases; so a run stopped early holds every network for its first seeds.
     """
     wall = time.perf_counter()
     train_set = scenes.segmentation_scenes(budget.train_scenes, "train", seed=0, size=budget.size)
@@ -697,6 +697,17 @@ def run(budget: Budget, path: pathlib.Path, *, command: str,
     largest = str(max(budget.ged_samples))
     log(f"GED optimum (n={largest}): {sections['ged_reference']['optimum'][largest]:.4f}")
 
+    large = results["large_canvas"]
+    large_sets = functools.cache(lambda: (
+        scenes.segmentation_scenes(budget.train_scenes, "train", seed=0, size=LARGE_SIZE),
+        scenes.segmentation_scenes(budget.test_scenes, "test", seed=1, size=LARGE_SIZE)))
+    if "baselines" not in large:
+        start = time.perf_counter()
+        large["baselines"] = {**baseline_scores(*large_sets(), budget), "seconds": time.perf_counter() - start}
+        save()
+    log(f"baselines at {LARGE_SIZE}x{LARGE_SIZE}: "
+        f"{_brief(large['baselines'], ('otsu', 'threshold', 'region_growing', 'constant'))}")
+
     tasks = {"binary": (train_set.binary(), test_set.binary()), "semantic": (train_set, test_set)}
     for seed in budget.seeds:
         for task in TASKS:
@@ -716,6 +727,13 @@ def run(budget: Budget, path: pathlib.Path, *, command: str,
                 log(f"ambiguous {key}: GED(n={largest}) "
                     + ", ".join(f"{v} {s['ged'][largest]:.3f}" for v, s in row["scores"].items())
                     + f" ({row['train_seconds']:.0f} s training)")
+        if f"unet/{seed}" not in large:
+            train_large, test_large = large_sets()
+            large[f"unet/{seed}"] = row = measure_segmentation(
+                "binary", "unet", seed, (train_large.binary(), test_large.binary()), budget)
+            save()
+            log(f"binary/unet/{seed} at {LARGE_SIZE}x{LARGE_SIZE}: fg_iou {row['scores'][MEAN]['fg_iou']:.3f} "
+                f"({row['train_seconds']:.0f} s training)")
     save()
     return results
 
@@ -726,7 +744,8 @@ def _brief(section: dict[str, Any], names: tuple[str, ...]) -> str:
 
 def measured_seconds(results: dict[str, Any]) -> float:
     """Seconds spent measuring every part in ``results``, across the runs that measured them."""
-    parts = [*results["segmentation"].values(), *results["ambiguous"].values(), *results["sections"].values()]
+    parts = [*results["segmentation"].values(), *results["ambiguous"].values(), *results["sections"].values(),
+             *results.get("large_canvas", {}).values()]
     return float(sum(part["seconds"] for part in parts))
 
 
@@ -762,9 +781,15 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                     "train_seconds": run_["train_seconds"], "parameters": run_["parameters"]}
             for metric, value in flat.items():
                 metrics.setdefault(metric, []).append(value)
+    large: dict[str, list[float]] = {}
+    for key, run_ in results.get("large_canvas", {}).items():
+        if key.startswith("unet/"):
+            for metric, value in {**run_["scores"][MEAN], "train_seconds": run_["train_seconds"]}.items():
+                large.setdefault(metric, []).append(value)
     return {**tasks, "ambiguous": {row: {m: _mean_std(v) for m, v in metrics.items()}
                                    for row, metrics in sorted(ambiguous.items(),
-                                                              key=lambda kv: _order(kv[0], AMBIGUOUS_ORDER))}}
+                                                              key=lambda kv: _order(kv[0], AMBIGUOUS_ORDER))},
+            "large_canvas": {"unet": {m: _mean_std(v) for m, v in large.items()}} if large else {}}
 
 
 def _order(row: str, order: tuple[str, ...] = tuple(LABELS)) -> int:
@@ -788,6 +813,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     probunet_ged, unet_ged = mean("ambiguous", "probunet:sampled", f"ged_{n}"), mean("ambiguous", "unet", f"ged_{n}")
     optimum = sections.get("ged_reference", {}).get("optimum", {}).get(n)
     known = lambda *values: all(v is not None for v in values)  # noqa: E731
+    large_baselines = results.get("large_canvas", {}).get("baselines", {})
+    large_unet = summary.get("large_canvas", {}).get("unet", {}).get("fg_iou", {}).get("mean")
+    large_best_baseline = (max(large_baselines[name]["fg_iou"] for name in ("otsu", "threshold", "region_growing"))
+                           if large_baselines else None)
     return {
         "unet_fg_iou": unet_fg,
         "threshold_fg_iou": threshold,
@@ -801,8 +830,13 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "unet_ged": unet_ged,
         "vae_ged": mean("ambiguous", "vae:sampled", f"ged_{n}"),
         "ged_optimum": optimum,
+        f"unet_fg_iou_{LARGE_SIZE}": large_unet,
+        f"best_baseline_fg_iou_{LARGE_SIZE}": large_best_baseline,
         "target_unet_fg_iou": known(unet_fg) and unet_fg >= UNET_FG_IOU_TARGET,
         "target_baselines_below": known(threshold, region) and max(threshold, region) < BASELINE_FG_IOU_LIMIT,
+        f"target_unet_fg_iou_{LARGE_SIZE}": known(large_unet) and large_unet >= UNET_FG_IOU_TARGET,
+        f"target_baselines_below_{LARGE_SIZE}": (known(large_best_baseline)
+                                                 and large_best_baseline < BASELINE_FG_IOU_LIMIT),
         "target_unet_best_miou": bool(semantic) and max(semantic, key=semantic.get) == "unet",
         "target_probunet_ged": (known(probunet_ged, unet_ged, optimum) and probunet_ged - optimum <= GED_MARGIN
                                 and probunet_ged < unet_ged),
@@ -810,17 +844,39 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pm(entry: dict[str, float] | None, digits: int = 3) -> str:
+def _pm(entry: dict[str, float] | None, spec: str = ".3f") -> str:
     if entry is None:
         return "–"
     if entry["seeds"] == 1:
-        return f"{entry['mean']:.{digits}f}"
-    return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
+        return f"{entry['mean']:{spec}}"
+    return f"{entry['mean']:{spec}} ± {entry['std']:{spec}}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _baselines_table(b: dict[str, Any], unet: dict[str, Any]) -> str:
+    """The baselines of :func:`baseline_scores`, and the binary U-Net's mean ± std for comparison."""
+    rows = [
+        ["Otsu's threshold per image", f"{b['otsu']['fg_iou']:.3f}", f"{b['otsu']['dice']:.3f}",
+         f"{b['otsu']['boundary_f']:.3f}", "inverted" if b["otsu"]["inverted"] else "items brighter"],
+        ["best fixed threshold (chosen on training scenes)", f"{b['threshold']['fg_iou']:.3f}",
+         f"{b['threshold']['dice']:.3f}", f"{b['threshold']['boundary_f']:.3f}",
+         f"luminance {'<' if b['threshold']['inverted'] else '≥'} {b['threshold']['threshold']:.2f}"],
+        ["region growing from an oracle seed", f"{b['region_growing']['fg_iou']:.3f}",
+         f"{b['region_growing']['dice']:.3f}", f"{b['region_growing']['boundary_f']:.3f}",
+         f"tolerance {b['region_growing']['tolerance']}, {b['region_growing']['test_scenes']} test scenes, "
+         f"{b['region_growing']['ms_per_image']:.1f} ms/image; by items in the scene: "
+         + ", ".join(f"{k}: {v:.3f}" for k, v in b["region_growing"].get("fg_iou_by_items", {}).items())],
+        ["best constant mask per image (global pooling's limit)", f"{b['constant']['fg_iou']:.3f}",
+         f"{b['constant']['dice']:.3f}", "", "all foreground or all background"],
+    ]
+    if unet:
+        rows.append(["U-Net (binary)", _pm(unet.get("fg_iou")), _pm(unet.get("dice")), _pm(unet.get("boundary_f")),
+                     "for comparison"])
+    return _table(["method", "foreground IoU", "Dice", "boundary F", "note"], rows)
 
 
 def format_tables(results: dict[str, Any]) -> dict[str, str]:
@@ -838,43 +894,30 @@ def format_tables(results: dict[str, Any]) -> dict[str, str]:
           f"{budget['size']}×{budget['size']}", f"{budget['binary_epochs']} / {budget['semantic_epochs']}",
           ", ".join(map(str, budget["seeds"])), "-".join(map(str, budget["channels"])),
           f"{budget['ambiguous_train']} / {budget['ambiguous_test']} images, {budget['ambiguous_epochs']} epochs",
-          results["vaekit_commit"][:12], f"{results['machine']['cpu_count']} cores"]])}
+          results["vaekit_commit"][:12] + (" + edits" if "uncommitted" in results["vaekit_commit"] else ""),
+          f"{results['machine']['cpu_count']} cores"]])}
 
     tables["binary"] = _table(
         ["network", "foreground IoU", "Dice", "boundary F", "black dots / image", "checkerboard", "parameters",
          "training s"],
         [[LABELS.get(row, row), _pm(m.get("fg_iou")), _pm(m.get("dice")), _pm(m.get("boundary_f")),
-          _pm(m.get("black_dots"), 2), _pm(m.get("checkerboard"), 4), f"{m['parameters']['mean']:,.0f}",
-          _pm(m.get("train_seconds"), 0)] for row, m in summary["binary"].items()])
+          _pm(m.get("black_dots"), ".2f"), _pm(m.get("checkerboard"), ".1e"), f"{m['parameters']['mean']:,.0f}",
+          _pm(m.get("train_seconds"), ".0f")] for row, m in summary["binary"].items()])
 
     ceiling = sections.get("classifier", {}).get("item_pixels")
     tables["semantic"] = _table(
         ["network", "mean IoU (11 classes, background included)", "pixel accuracy", "foreground IoU", "parameters",
          "training s"],
         [[LABELS.get(row, row), _pm(m.get("mean_iou")), _pm(m.get("pixel_accuracy")), _pm(m.get("fg_iou")),
-          f"{m['parameters']['mean']:,.0f}", _pm(m.get("train_seconds"), 0)] for row, m in summary["semantic"].items()]
+          f"{m['parameters']['mean']:,.0f}", _pm(m.get("train_seconds"), ".0f")]
+         for row, m in summary["semantic"].items()]
         + ([["ceiling: classifier names the item", f"{ceiling:.3f}", "", "", "", ""]] if ceiling is not None else []))
 
     if "baselines" in sections:
-        b = sections["baselines"]
-        unet = summary["binary"].get("unet", {})
-        rows = [
-            ["Otsu's threshold per image", f"{b['otsu']['fg_iou']:.3f}", f"{b['otsu']['dice']:.3f}",
-             f"{b['otsu']['boundary_f']:.3f}", "inverted" if b["otsu"]["inverted"] else "items brighter"],
-            ["best fixed threshold (chosen on training scenes)", f"{b['threshold']['fg_iou']:.3f}",
-             f"{b['threshold']['dice']:.3f}", f"{b['threshold']['boundary_f']:.3f}",
-             f"luminance {'<' if b['threshold']['inverted'] else '≥'} {b['threshold']['threshold']:.2f}"],
-            ["region growing from an oracle seed", f"{b['region_growing']['fg_iou']:.3f}",
-             f"{b['region_growing']['dice']:.3f}", f"{b['region_growing']['boundary_f']:.3f}",
-             f"tolerance {b['region_growing']['tolerance']}, {b['region_growing']['test_scenes']} test scenes, "
-             f"{b['region_growing']['ms_per_image']:.1f} ms/image"],
-            ["best constant mask per image (global pooling's limit)", f"{b['constant']['fg_iou']:.3f}",
-             f"{b['constant']['dice']:.3f}", "", "all foreground or all background"],
-        ]
-        if unet:
-            rows.append(["U-Net (binary)", _pm(unet.get("fg_iou")), _pm(unet.get("dice")), _pm(unet.get("boundary_f")),
-                         "for comparison"])
-        tables["baselines"] = _table(["method", "foreground IoU", "Dice", "boundary F", "note"], rows)
+        tables["baselines"] = _baselines_table(sections["baselines"], summary["binary"].get("unet", {}))
+    large = results.get("large_canvas", {})
+    if "baselines" in large:
+        tables["large_canvas"] = _baselines_table(large["baselines"], summary.get("large_canvas", {}).get("unet", {}))
 
     if "classifier" in sections:
         c = sections["classifier"]
@@ -892,7 +935,7 @@ def format_tables(results: dict[str, Any]) -> dict[str, str]:
         counts = [str(n) for n in budget["ged_samples"]]
         reference = sections["ged_reference"]
         rows = [[LABELS.get(row, row), *(_pm(m.get(f"ged_{n}")) for n in counts), _pm(m.get("sample_diversity")),
-                 _pm(m.get("hungarian_iou")), _pm(m.get("train_seconds"), 0)]
+                 _pm(m.get("hungarian_iou")), _pm(m.get("train_seconds"), ".0f")]
                 for row, m in summary["ambiguous"].items()]
         truth = reference["true_samples"]
         rows.append(["samples of the true distribution", *(f"{truth['ged'][n]:.3f}" for n in counts),
@@ -908,7 +951,9 @@ def report(results: dict[str, Any]) -> None:
     """Prints every table, then the headline as one JSON object on the last line."""
     titles = {"budget": "Budget", "binary": "Foreground (binary) segmentation, test scenes",
               "semantic": "Semantic segmentation (11 classes), test scenes",
-              "baselines": "Baselines without learning (foreground)", "classifier": "Classifier ceiling",
+              "baselines": "Baselines without learning (foreground)",
+              "large_canvas": f"The foreground task on {LARGE_SIZE}x{LARGE_SIZE} canvases: baselines and U-Net",
+              "classifier": "Classifier ceiling",
               "ambiguous": "Ambiguous scenes: GED (d = 1 - IoU; two empty masks d = 0) against the number of samples n"}
     for name, table in format_tables(results).items():
         print(f"\n{titles[name]}\n\n{table}")

@@ -111,6 +111,28 @@ def test_region_growing_separates_colours_of_equal_luminance_that_a_threshold_ca
     np.testing.assert_array_equal(grown, np.broadcast_to(np.arange(10) < 6, (10, 10)))
 
 
+def test_the_deepest_pixel_is_the_centre_of_a_square_and_lies_inside_any_shape():
+    masks = np.zeros((3, 9, 9), bool)
+    masks[0, 1:8, 1:8] = True  # a 7x7 square: its centre alone lies 4 pixels from the background
+    masks[0, 1, 1] = False
+    masks[1, 2, 1:8] = True    # an L: one row and one column, each 1 pixel deep
+    masks[1, 2:8, 7] = True
+    np.testing.assert_array_equal(classical.deepest_pixels(masks), [[4, 4], [2, 1], [0, 0]])  # empty: (0, 0)
+    rows, columns = classical.deepest_pixels(masks[:2]).T
+    assert masks[[0, 1], rows, columns].all()
+
+
+def test_the_best_threshold_separates_bright_items_and_finds_the_side_of_dark_ones():
+    pairs = [bimodal(seed, 0.2, 0.7) for seed in range(4)]
+    images, masks = np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs])
+    level, darker = classical.best_threshold(images, masks)
+    assert 0.3 < level < 0.6 and not darker
+    np.testing.assert_array_equal(classical.threshold_segmentation(images, threshold=level) != darker, masks)
+    level, darker = classical.best_threshold(1.0 - images, masks)  # the same items, now darker than the background
+    assert 0.3 < level < 0.6 and darker
+    assert classical.best_threshold(1.0 - images, masks, thresholds="otsu") == (None, True)
+
+
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: classical.otsu_threshold(np.zeros((4, 4, 1))), "images must be NHWC"),
     (lambda: classical.otsu_threshold(np.zeros((1, 4, 4, 2))), "images must be NHWC"),
@@ -121,6 +143,13 @@ def test_region_growing_separates_colours_of_equal_luminance_that_a_threshold_ca
     (lambda: classical.region_growing(np.zeros((1, 4, 4, 1)), np.array([[0, 4]]), tolerance=0.1), "inside"),
     (lambda: classical.region_growing(np.zeros((1, 4, 4, 1)), np.array([[0.0, 1.0]]), tolerance=0.1), "integers"),
     (lambda: classical.region_growing(np.zeros((1, 4, 4, 1)), np.array([[0, 0]]), tolerance=-0.1), "tolerance"),
+    (lambda: classical.deepest_pixels(np.zeros((4, 4), bool)), "masks must be bool"),
+    (lambda: classical.deepest_pixels(np.zeros((1, 4, 4))), "masks must be bool"),
+    (lambda: classical.best_threshold(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4), bool), thresholds=[1.5]),
+     r"thresholds must be levels in \[0, 1\]"),
+    (lambda: classical.best_threshold(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4), bool), thresholds="median"),
+     "thresholds must be"),
+    (lambda: classical.best_threshold(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 5), bool)), "masks must be bool"),
 ])
 def test_bad_input_gets_an_error_that_names_the_parameter(call, message):
     with pytest.raises(ValueError, match=message):

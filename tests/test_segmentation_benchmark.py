@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -28,7 +29,7 @@ TINY = bench.Budget(train_scenes=48, test_scenes=16, size=32, binary_epochs=1, s
                     classifier_train_size=256)
 
 HEADLINE_KEYS = ("unet_fg_iou", "threshold_fg_iou", "unet_miou", "classifier_ceiling", "probunet_ged", "unet_ged",
-                 "ged_optimum", "seconds")
+                 "ged_optimum", "seconds", "unet_fg_iou_64", "best_baseline_fg_iou_64")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,8 @@ def test_a_tiny_run_measures_every_field(tiny):
     for name in ("otsu", "threshold", "region_growing", "constant"):
         assert _fraction(baselines[name]["fg_iou"]) and _fraction(baselines[name]["dice"])
     assert baselines["region_growing"]["tolerance"] in bench.REGION_TOLERANCES
+    by_items = baselines["region_growing"]["fg_iou_by_items"]
+    assert set(by_items) <= {"1", "2", "3"} and all(_fraction(v) for v in by_items.values())
     classifier = results["sections"]["classifier"]
     assert all(_fraction(classifier[k]) for k in ("item_pixels", "item_pixels_by_area", "item_pixels_on_top",
                                                   "box_crop"))
@@ -83,7 +86,11 @@ def test_a_tiny_run_measures_every_field(tiny):
     assert summary["binary"]["unet"]["fg_iou"]["seeds"] == 1
     assert set(summary["ambiguous"]) == {"probunet:sampled", "probunet:mean", "unet"}
     tables = bench.format_tables(results)
-    assert set(tables) == {"budget", "binary", "semantic", "baselines", "classifier", "ambiguous"}
+    assert set(tables) == {"budget", "binary", "semantic", "baselines", "large_canvas", "classifier", "ambiguous"}
+    large = results["large_canvas"]
+    assert sorted(large) == ["baselines", "unet/0"]
+    assert _fraction(large["unet/0"]["scores"]["mean"]["fg_iou"]) and _fraction(large["baselines"]["otsu"]["fg_iou"])
+    assert summary["large_canvas"]["unet"]["fg_iou"]["seeds"] == 1 and "U-Net" in tables["large_canvas"]
     assert all(table.startswith("| ") for table in tables.values())
     assert "U-Net" in tables["binary"] and "optimum" in tables["ambiguous"]
 
@@ -104,7 +111,7 @@ def test_a_rerun_under_the_same_budget_skips_measured_rows(tiny, monkeypatch):
     lines = []
     again = bench.run(TINY, path, command="pytest rerun", log=lines.append)
     assert any("resuming" in line for line in lines)
-    for part in ("segmentation", "ambiguous", "sections"):
+    for part in ("segmentation", "ambiguous", "sections", "large_canvas"):
         assert again[part] == results[part]
 
 
@@ -114,7 +121,7 @@ def test_another_budget_or_other_scenes_start_afresh(tmp_path):
                                 "data": "0123", "segmentation": {"binary/unet/0": {}}, "ambiguous": {},
                                 "sections": {}}))
     lines = []
-    nothing = {"segmentation": {}, "ambiguous": {}, "sections": {}}
+    nothing = {"segmentation": {}, "ambiguous": {}, "sections": {}, "large_canvas": {}}
     assert bench._load(path, TINY, "0123", lines.append) == nothing
     assert "another budget" in lines[-1]
     assert bench._load(path, bench.QUICK, "4567", lines.append) == nothing
@@ -137,13 +144,6 @@ def test_best_constant_mask_is_all_foreground_or_all_background():
     assert bench.constant_prediction_scores(target)["fg_iou"] == pytest.approx((0.25 + 1 + 1) / 3)
 
 
-def test_oracle_seed_is_the_deepest_foreground_pixel():
-    mask = np.zeros((1, 9, 9), bool)
-    mask[0, 1:8, 1:8] = True  # a 7x7 square: its centre (4, 4) alone lies 4 pixels from the background
-    mask[0, 1, 1] = False
-    assert bench.oracle_seeds(mask).tolist() == [[4, 4]]
-
-
 def test_item_crops_hold_each_visible_item_alone():
     scene_set = scenes.segmentation_scenes(6, "test", seed=3, size=32, items_per_scene=(1, 1), background="black")
     items = bench.item_crops(scene_set, masked=True)
@@ -160,3 +160,12 @@ def test_only_the_item_painted_last_is_on_top():
     items = bench.item_crops(scene_set, masked=False)
     assert items["on_top"].sum() == 8  # one per scene
     assert len(items["labels"]) == (scene_set.boxes[:, :, 0] >= 0).sum()
+
+
+def test_visible_items_counts_the_instances_that_show_a_pixel():
+    scene_set = scenes.segmentation_scenes(20, "test", seed=3, size=32)
+    expected = [len(set(np.unique(instances)) - {0}) for instances in scene_set.instances]
+    assert bench.visible_items(scene_set).tolist() == expected
+    hidden = scene_set.instances.copy()
+    hidden[0][hidden[0] == hidden[0].max()] = 0
+    assert bench.visible_items(dataclasses.replace(scene_set, instances=hidden))[0] == expected[0] - 1
